@@ -1,0 +1,338 @@
+// Package agent holds the agent's configuration (shared with the injector,
+// which writes it) and, from the agent issue on, its run loop.
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/blinkchamber/blinkchamber/pkg/template"
+)
+
+// ConfigEnv is the environment variable that carries the agent's whole
+// configuration as JSON. The injector writes it; the agent reads it. There is
+// no other source of these settings.
+const ConfigEnv = "BLINKCHAMBER_AGENT_CONFIG"
+
+// Mode is what one agent process does.
+type Mode string
+
+const (
+	// ModeNative renders, then keeps the files fresh; it runs as a native
+	// sidecar (init container with restartPolicy Always).
+	ModeNative Mode = "native"
+	// ModeInit renders once and exits, leaving its token and leases in the
+	// state directory for a sidecar to resume from.
+	ModeInit Mode = "init"
+	// ModeSidecar resumes from the state an init container left, then keeps
+	// the files fresh.
+	ModeSidecar Mode = "sidecar"
+)
+
+// Config is the agent's configuration.
+type Config struct {
+	Mode  Mode  `json:"mode"`
+	Vault Vault `json:"vault"`
+	// TokenFile is the projected ServiceAccount token, re-read at each login.
+	TokenFile string `json:"tokenFile"`
+	// SecretsDir is the in-memory volume the files are rendered into.
+	SecretsDir string `json:"secretsDir"`
+	// StateDir keeps the Vault token and leases between an init container and
+	// its sidecar; it is mounted in agent containers only. Empty: no state.
+	StateDir string `json:"stateDir,omitempty"`
+	// RenderInterval is how often static (KV) secrets are re-read.
+	RenderInterval Duration `json:"renderInterval"`
+	// HealthAddr is the localhost address of /healthz, /readyz, /startupz
+	// and /metrics.
+	HealthAddr string   `json:"healthAddr"`
+	Secrets    []Secret `json:"secrets"`
+}
+
+// Vault says where and how the agent logs in.
+type Vault struct {
+	Address string `json:"address"`
+	// CACert is a PEM bundle; certificates are public, so it travels inline.
+	CACert    string `json:"caCert,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	// AuthPath is the kubernetes auth mount, e.g. "auth/kubernetes".
+	AuthPath string `json:"authPath"`
+	Role     string `json:"role"`
+}
+
+// Secret is one rendered file.
+type Secret struct {
+	Name string `json:"name"`
+	// Path is the Vault path the default template reads.
+	Path     string   `json:"path,omitempty"`
+	Template string   `json:"template"`
+	File     string   `json:"file"`
+	Perms    FileMode `json:"perms"`
+	// Command runs (no shell) after the file changes.
+	Command []string `json:"command,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("5s").
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"5s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// FileMode is a permission mode written as an octal string ("0400").
+type FileMode uint32
+
+// MarshalJSON writes the mode as an octal string.
+func (m FileMode) MarshalJSON() ([]byte, error) { return json.Marshal(m.String()) }
+
+func (m FileMode) String() string { return fmt.Sprintf("%04o", uint32(m)) }
+
+// UnmarshalJSON reads an octal string.
+func (m *FileMode) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("mode must be an octal string like \"0400\": %w", err)
+	}
+	v, err := ParseFileMode(s)
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// ParseFileMode reads an octal permission mode: 3 or 4 digits, no special
+// bits, readable by its owner.
+func ParseFileMode(s string) (FileMode, error) {
+	if len(s) < 3 || len(s) > 4 {
+		return 0, fmt.Errorf("%q is not an octal mode such as 0400", s)
+	}
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not an octal mode such as 0400", s)
+	}
+	if v&^0o777 != 0 {
+		return 0, fmt.Errorf("%q sets setuid, setgid or sticky bits; only permission bits (at most 0777) are allowed", s)
+	}
+	if v&0o400 == 0 {
+		return 0, fmt.Errorf("%q does not let the owner read the file", s)
+	}
+	return FileMode(v), nil
+}
+
+// Decode reads a Config from JSON, refusing unknown fields, and validates it.
+func Decode(data []byte) (*Config, error) {
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", ConfigEnv, err)
+	}
+	if errs := c.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("invalid %s: %w", ConfigEnv, errs.ToAggregate())
+	}
+	return &c, nil
+}
+
+// Encode writes the config as compact JSON.
+func (c *Config) Encode() (string, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("encoding agent config: %w", err)
+	}
+	return string(b), nil
+}
+
+// Validate checks every field; paths are JSON field paths.
+func (c *Config) Validate() field.ErrorList {
+	var errs field.ErrorList
+	switch c.Mode {
+	case ModeNative, ModeInit, ModeSidecar:
+	default:
+		errs = append(errs, field.NotSupported(field.NewPath("mode"), c.Mode, []Mode{ModeNative, ModeInit, ModeSidecar}))
+	}
+	errs = append(errs, c.Vault.validate(field.NewPath("vault"))...)
+	for _, p := range []struct {
+		name, value string
+	}{{"tokenFile", c.TokenFile}, {"secretsDir", c.SecretsDir}} {
+		if !path.IsAbs(p.value) {
+			errs = append(errs, field.Invalid(field.NewPath(p.name), p.value, "must be an absolute path"))
+		}
+	}
+	if c.StateDir != "" && !path.IsAbs(c.StateDir) {
+		errs = append(errs, field.Invalid(field.NewPath("stateDir"), c.StateDir, "must be an absolute path"))
+	}
+	if c.Mode == ModeSidecar && c.StateDir == "" {
+		errs = append(errs, field.Required(field.NewPath("stateDir"), "a sidecar resumes from the token and leases its init container left there"))
+	}
+	if d := c.RenderInterval.Duration; d < MinRenderInterval || d > MaxRenderInterval {
+		errs = append(errs, field.Invalid(field.NewPath("renderInterval"), d.String(),
+			fmt.Sprintf("must be between %s and %s", MinRenderInterval, MaxRenderInterval)))
+	}
+	if !strings.HasPrefix(c.HealthAddr, "127.0.0.1:") && !strings.HasPrefix(c.HealthAddr, "localhost:") {
+		errs = append(errs, field.Invalid(field.NewPath("healthAddr"), c.HealthAddr, "must be a localhost address such as 127.0.0.1:8099"))
+	}
+	errs = append(errs, validateSecrets(field.NewPath("secrets"), c.Secrets)...)
+	return errs
+}
+
+// Bounds of the render interval: below a second Vault sees a request storm;
+// above a day a rotation is effectively never seen.
+const (
+	MinRenderInterval = time.Second
+	MaxRenderInterval = 24 * time.Hour
+)
+
+func (v *Vault) validate(p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if err := ValidateVaultAddress(v.Address); err != nil {
+		errs = append(errs, field.Invalid(p.Child("address"), v.Address, err.Error()))
+	}
+	if err := ValidateVaultPath(v.AuthPath); err != nil {
+		errs = append(errs, field.Invalid(p.Child("authPath"), v.AuthPath, err.Error()))
+	}
+	if err := ValidateRole(v.Role); err != nil {
+		errs = append(errs, field.Invalid(p.Child("role"), v.Role, err.Error()))
+	}
+	if strings.ContainsAny(v.Namespace, " \t\r\n\"") {
+		errs = append(errs, field.Invalid(p.Child("namespace"), v.Namespace, "must not contain spaces or quotes"))
+	}
+	return errs
+}
+
+func validateSecrets(p *field.Path, secrets []Secret) field.ErrorList {
+	var errs field.ErrorList
+	files := map[string]bool{}
+	names := map[string]bool{}
+	for i, s := range secrets {
+		sp := p.Index(i)
+		if names[s.Name] {
+			errs = append(errs, field.Duplicate(sp.Child("name"), s.Name))
+		}
+		names[s.Name] = true
+		if err := ValidateFileName(s.File); err != nil {
+			errs = append(errs, field.Invalid(sp.Child("file"), s.File, err.Error()))
+		} else if files[s.File] {
+			errs = append(errs, field.Duplicate(sp.Child("file"), s.File))
+		}
+		files[s.File] = true
+		if s.Path != "" {
+			if err := ValidateVaultPath(s.Path); err != nil {
+				errs = append(errs, field.Invalid(sp.Child("path"), s.Path, err.Error()))
+			}
+		}
+		if err := template.Validate(s.Template); err != nil {
+			// The template text itself may hold a literal value; the path alone
+			// names it and the reason says what is wrong.
+			errs = append(errs, field.Invalid(sp.Child("template"), "<template>", err.Error()))
+		}
+		if _, err := ParseFileMode(s.Perms.String()); err != nil {
+			errs = append(errs, field.Invalid(sp.Child("perms"), s.Perms.String(), err.Error()))
+		}
+		if s.Command != nil && (len(s.Command) == 0 || s.Command[0] == "") {
+			errs = append(errs, field.Invalid(sp.Child("command"), s.Command, "must name a program"))
+		}
+	}
+	return errs
+}
+
+// ValidateFileName accepts a plain file name that stays inside the secrets
+// volume: no separators, no "..", no NUL, not hidden (dot files are the
+// agent's), at most 255 bytes.
+func ValidateFileName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("must not be empty")
+	case len(name) > 255:
+		return fmt.Errorf("must be at most 255 bytes, not %d", len(name))
+	case strings.ContainsAny(name, "/\\"):
+		return fmt.Errorf("must be a plain file name without path separators")
+	case strings.ContainsRune(name, 0):
+		return fmt.Errorf("must not contain NUL")
+	case name == "." || name == ".." || strings.HasPrefix(name, "."):
+		return fmt.Errorf("must not start with a dot")
+	}
+	return nil
+}
+
+// ValidateVaultPath accepts a relative Vault API path such as
+// "secret/data/app/db": no leading slash, no "..", no quotes or template
+// delimiters (paths are written into the default template).
+func ValidateVaultPath(p string) error {
+	switch {
+	case p == "":
+		return fmt.Errorf("must not be empty")
+	case strings.HasPrefix(p, "/"):
+		return fmt.Errorf("must be relative, like secret/data/app/db")
+	case len(p) > 512:
+		return fmt.Errorf("must be at most 512 bytes")
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." || seg == "." {
+			return fmt.Errorf("must not contain %q segments", seg)
+		}
+	}
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/-_.+@=:", r)) {
+			return fmt.Errorf("contains %q; only letters, digits and / - _ . + @ = : are allowed", r)
+		}
+	}
+	return nil
+}
+
+// ValidateRole accepts a Vault role name.
+func ValidateRole(r string) error {
+	if r == "" {
+		return fmt.Errorf("must not be empty")
+	}
+	if len(r) > 128 {
+		return fmt.Errorf("must be at most 128 bytes")
+	}
+	for _, c := range r {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("contains %q; only letters, digits, - _ and . are allowed", c)
+		}
+	}
+	return nil
+}
+
+// ValidateVaultAddress accepts an http or https URL with a host and no path
+// beyond "/".
+func ValidateVaultAddress(a string) error {
+	u, err := url.Parse(a)
+	if err != nil {
+		return fmt.Errorf("is not a URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("must start with https:// or http://")
+	}
+	if u.Host == "" {
+		return fmt.Errorf("must name a host")
+	}
+	if u.User != nil {
+		return fmt.Errorf("must not carry credentials")
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		return fmt.Errorf("must not have a path or query")
+	}
+	return nil
+}

@@ -1,0 +1,221 @@
+// Package template wraps consul-template for the agent: the sandbox that
+// decides which template functions may run, and (from the agent issue on)
+// rendering with atomic writes.
+//
+// The injector validates templates at admission with Validate and the agent
+// validates them again at start with the same function, so a template the
+// injector refused cannot run by editing the pod spec by hand.
+package template
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"text/template/parse"
+)
+
+// MaxSize bounds one template; Kubernetes allows 256 KiB for all annotations
+// together, and a secrets file larger than this is not a secrets file.
+const MaxSize = 64 << 10
+
+// ErrDenied is wrapped by Validate when a template calls a function outside
+// the sandbox.
+var ErrDenied = errors.New("function not allowed in the sandbox")
+
+// ErrSyntax is wrapped by Validate when a template does not parse.
+var ErrSyntax = errors.New("template does not parse")
+
+// denied are consul-template functions that reach outside Vault and the
+// template itself: they run commands, write or read local files, read the
+// agent's environment, or call Consul and Nomad, which the agent has no
+// access to. They are named in errors so users know why.
+var denied = map[string]string{
+	"plugin":           "runs an arbitrary command",
+	"writeToFile":      "writes arbitrary files",
+	"file":             "reads local files",
+	"env":              "reads the agent's environment",
+	"mustEnv":          "reads the agent's environment",
+	"envOrDefault":     "reads the agent's environment",
+	"sprig_env":        "reads the agent's environment",
+	"sprig_expandenv":  "reads the agent's environment",
+	"key":              "reads Consul, which the agent does not use",
+	"keyExists":        "reads Consul, which the agent does not use",
+	"keyOrDefault":     "reads Consul, which the agent does not use",
+	"ls":               "reads Consul, which the agent does not use",
+	"safeLs":           "reads Consul, which the agent does not use",
+	"tree":             "reads Consul, which the agent does not use",
+	"safeTree":         "reads Consul, which the agent does not use",
+	"service":          "reads Consul, which the agent does not use",
+	"services":         "reads Consul, which the agent does not use",
+	"connect":          "reads Consul, which the agent does not use",
+	"node":             "reads Consul, which the agent does not use",
+	"nodes":            "reads Consul, which the agent does not use",
+	"datacenters":      "reads Consul, which the agent does not use",
+	"partitions":       "reads Consul, which the agent does not use",
+	"peerings":         "reads Consul, which the agent does not use",
+	"exportedServices": "reads Consul, which the agent does not use",
+	"caRoots":          "reads Consul, which the agent does not use",
+	"caLeaf":           "reads Consul, which the agent does not use",
+	"nomadServices":    "reads Nomad, which the agent does not use",
+	"nomadService":     "reads Nomad, which the agent does not use",
+	"nomadVarList":     "reads Nomad, which the agent does not use",
+	"nomadVarListSafe": "reads Nomad, which the agent does not use",
+	"nomadVar":         "reads Nomad, which the agent does not use",
+	"nomadVarExists":   "reads Nomad, which the agent does not use",
+	"sockaddr":         "inspects the agent's network interfaces",
+}
+
+// allowed are the functions a template may call: text/template's builtins
+// and consul-template's Vault and pure helper functions. Anything else,
+// including functions consul-template may add later, is refused. Sprig
+// functions (prefixed sprig_) are pure and allowed, but for those in denied.
+var allowed = setOf(
+	// text/template builtins
+	"and", "or", "not", "len", "index", "slice", "print", "printf", "println",
+	"html", "js", "urlquery", "call", "eq", "ne", "lt", "le", "gt", "ge",
+	// Vault
+	"secret", "secrets", "pkiCert",
+	// pure helpers
+	"scratch", "base64Decode", "base64Encode", "base64URLDecode", "base64URLEncode",
+	"byKey", "byTag", "byPort", "byMeta", "contains", "containsAll", "containsAny",
+	"containsNone", "containsNotAll", "executeTemplate", "explode", "explodeMap",
+	"mergeMap", "mergeMapWithOverride", "in", "indent", "loop", "join", "trim",
+	"trimPrefix", "trimSuffix", "trimSpace", "parseBool", "parseFloat", "parseInt",
+	"parseJSON", "parseUint", "parseYAML", "regexReplaceAll", "regexMatch",
+	"replaceAll", "sha256Hex", "md5sum", "hmacSHA256Hex", "timestamp", "toLower",
+	"toJSON", "toJSONPretty", "toUnescapedJSON", "toUnescapedJSONPretty", "toTitle",
+	"toTOML", "toUpper", "toYAML", "split", "splitToMap",
+	"add", "subtract", "multiply", "divide", "modulo", "minimum", "maximum",
+)
+
+func setOf(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// Allowed reports whether a template may call the named function.
+func Allowed(name string) bool {
+	if _, bad := denied[name]; bad {
+		return false
+	}
+	return allowed[name] || strings.HasPrefix(name, "sprig_")
+}
+
+// Denylist is the list handed to consul-template at render time, so that a
+// denied function fails even if static validation were bypassed.
+func Denylist() []string {
+	out := make([]string, 0, len(denied))
+	for n := range denied {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Validate parses a template and checks every function it calls against the
+// sandbox. Errors never quote the template text, which may hold literals.
+func Validate(text string) error {
+	if strings.TrimSpace(text) == "" {
+		return fmt.Errorf("%w: template is empty", ErrSyntax)
+	}
+	if len(text) > MaxSize {
+		return fmt.Errorf("%w: template is %d bytes, more than the limit of %d", ErrSyntax, len(text), MaxSize)
+	}
+	t := parse.New("template")
+	t.Mode = parse.SkipFuncCheck
+	trees := map[string]*parse.Tree{}
+	if _, err := t.Parse(text, "{{", "}}", trees); err != nil {
+		return fmt.Errorf("%w: %s", ErrSyntax, syntaxReason(err))
+	}
+	names := sortedKeys(trees)
+	for _, n := range names {
+		if err := checkNode(trees[n].Root); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syntaxReason drops text/template's "template: NAME:" prefix, keeping the
+// line number and the reason.
+func syntaxReason(err error) string {
+	return strings.TrimPrefix(err.Error(), "template: ")
+}
+
+func sortedKeys(m map[string]*parse.Tree) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func checkNode(n parse.Node) error {
+	switch n := n.(type) {
+	case nil:
+		return nil
+	case *parse.IdentifierNode:
+		if !Allowed(n.Ident) {
+			if why, ok := denied[n.Ident]; ok {
+				return fmt.Errorf("%w: %q %s", ErrDenied, n.Ident, why)
+			}
+			return fmt.Errorf("%w: %q is not a known template function", ErrDenied, n.Ident)
+		}
+		return nil
+	case *parse.ListNode:
+		if n == nil {
+			return nil
+		}
+		return checkAll(n.Nodes)
+	case *parse.ActionNode:
+		return checkNode(n.Pipe)
+	case *parse.PipeNode:
+		if n == nil {
+			return nil
+		}
+		for _, c := range n.Cmds {
+			if err := checkNode(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	case *parse.CommandNode:
+		return checkAll(n.Args)
+	case *parse.ChainNode:
+		return checkNode(n.Node)
+	case *parse.IfNode:
+		return checkBranch(&n.BranchNode)
+	case *parse.RangeNode:
+		return checkBranch(&n.BranchNode)
+	case *parse.WithNode:
+		return checkBranch(&n.BranchNode)
+	case *parse.TemplateNode:
+		return checkNode(n.Pipe)
+	default:
+		// Text, fields, variables, constants, break/continue, comments: no calls.
+		return nil
+	}
+}
+
+func checkBranch(b *parse.BranchNode) error {
+	for _, n := range []parse.Node{b.Pipe, b.List, b.ElseList} {
+		if err := checkNode(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkAll(nodes []parse.Node) error {
+	for _, c := range nodes {
+		if err := checkNode(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
