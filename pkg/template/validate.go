@@ -37,8 +37,6 @@ var denied = map[string]string{
 	"env":              "reads the agent's environment",
 	"mustEnv":          "reads the agent's environment",
 	"envOrDefault":     "reads the agent's environment",
-	"sprig_env":        "reads the agent's environment",
-	"sprig_expandenv":  "reads the agent's environment",
 	"key":              "reads Consul, which the agent does not use",
 	"keyExists":        "reads Consul, which the agent does not use",
 	"keyOrDefault":     "reads Consul, which the agent does not use",
@@ -97,9 +95,14 @@ func setOf(names ...string) map[string]bool {
 	return m
 }
 
+// sprigEnv are sprig's environment readers. consul-template no longer
+// ships them, but the sprig_ prefix rule below must never admit them should
+// they come back.
+var sprigEnv = setOf("sprig_env", "sprig_expandenv")
+
 // Allowed reports whether a template may call the named function.
 func Allowed(name string) bool {
-	if _, bad := denied[name]; bad {
+	if _, bad := denied[name]; bad || sprigEnv[name] {
 		return false
 	}
 	return allowed[name] || strings.HasPrefix(name, "sprig_")
