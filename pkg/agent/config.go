@@ -51,8 +51,11 @@ type Config struct {
 	RenderInterval Duration `json:"renderInterval"`
 	// HealthAddr is the localhost address of /healthz, /readyz, /startupz
 	// and /metrics.
-	HealthAddr string   `json:"healthAddr"`
-	Secrets    []Secret `json:"secrets"`
+	HealthAddr string `json:"healthAddr"`
+	// RevokeOnShutdown revokes the Vault token when the agent stops
+	// (native and sidecar modes; an init agent hands its token on).
+	RevokeOnShutdown bool     `json:"revokeOnShutdown,omitempty"`
+	Secrets          []Secret `json:"secrets"`
 }
 
 // Vault says where and how the agent logs in.
@@ -92,7 +95,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("duration: %w", err)
 	}
 	d.Duration = v
 	return nil
@@ -114,7 +117,7 @@ func (m *FileMode) UnmarshalJSON(b []byte) error {
 	}
 	v, err := ParseFileMode(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("perms: %w", err)
 	}
 	*m = v
 	return nil

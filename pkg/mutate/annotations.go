@@ -39,6 +39,7 @@ const (
 	AnnotationVaultNamespace = Prefix + "vault-namespace"
 	AnnotationTokenAudience  = Prefix + "token-audience"
 	AnnotationVolumeSize     = Prefix + "volume-size"
+	AnnotationRevoke         = Prefix + "revoke-on-shutdown"
 )
 
 // Per-secret annotation prefixes: <prefix><name>.
@@ -78,22 +79,23 @@ const DefaultPerms agent.FileMode = 0o400
 // Spec is what a pod's annotations ask for, parsed and validated once.
 // Empty fields mean "use the injector's default".
 type Spec struct {
-	Inject         bool
-	Injected       bool
-	Role           string
-	AuthPath       string
-	Mode           Mode
-	Containers     []string
-	RenderInterval time.Duration
-	VaultAddr      string
-	VaultNamespace string
-	TokenAudience  string
-	VolumeSize     *resource.Quantity
-	RunAsUser      *int64
-	RunAsGroup     *int64
-	Requests       corev1.ResourceList
-	Limits         corev1.ResourceList
-	Secrets        []agent.Secret
+	Inject           bool
+	Injected         bool
+	Role             string
+	AuthPath         string
+	Mode             Mode
+	Containers       []string
+	RenderInterval   time.Duration
+	VaultAddr        string
+	VaultNamespace   string
+	TokenAudience    string
+	VolumeSize       *resource.Quantity
+	RunAsUser        *int64
+	RunAsGroup       *int64
+	Requests         corev1.ResourceList
+	Limits           corev1.ResourceList
+	RevokeOnShutdown bool
+	Secrets          []agent.Secret
 }
 
 var annotationsPath = field.NewPath("metadata", "annotations")
@@ -191,6 +193,12 @@ func (p *parser) annotation(key, value string) {
 		p.resource(key, value, corev1.ResourceCPU, &s.Limits)
 	case AnnotationMemoryLimit:
 		p.resource(key, value, corev1.ResourceMemory, &s.Limits)
+	case AnnotationRevoke:
+		b, err := strconv.ParseBool(value)
+		if err != nil {
+			p.invalid(key, value, `must be "true" or "false"`)
+		}
+		s.RevokeOnShutdown = b
 	case AnnotationRunAsUser:
 		s.RunAsUser = p.id(key, value)
 	case AnnotationRunAsGroup:
@@ -288,7 +296,7 @@ var knownKeys = []string{
 	AnnotationInject, AnnotationStatus, AnnotationRole, AnnotationAuthPath, AnnotationMode,
 	AnnotationContainers, AnnotationRenderInterval, AnnotationCPURequest, AnnotationMemoryRequest,
 	AnnotationCPULimit, AnnotationMemoryLimit, AnnotationRunAsUser, AnnotationRunAsGroup,
-	AnnotationVaultAddr, AnnotationVaultNamespace, AnnotationTokenAudience, AnnotationVolumeSize,
+	AnnotationVaultAddr, AnnotationVaultNamespace, AnnotationTokenAudience, AnnotationVolumeSize, AnnotationRevoke,
 	PrefixSecret + "<name>", PrefixTemplate + "<name>", PrefixFile + "<name>",
 	PrefixPerms + "<name>", PrefixCommand + "<name>",
 }

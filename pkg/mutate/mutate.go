@@ -267,11 +267,12 @@ func agentConfig(pod *corev1.Pod, spec *Spec, o Options) agent.Config {
 			AuthPath:  firstNonEmpty(spec.AuthPath, o.AuthPath),
 			Role:      firstNonEmpty(spec.Role, pod.Spec.ServiceAccountName, "default"),
 		},
-		TokenFile:      TokenDir + "/" + TokenFile,
-		SecretsDir:     SecretsPath,
-		RenderInterval: agent.Duration{Duration: o.RenderInterval},
-		HealthAddr:     fmt.Sprintf("127.0.0.1:%d", o.HealthPort),
-		Secrets:        spec.Secrets,
+		TokenFile:        TokenDir + "/" + TokenFile,
+		SecretsDir:       SecretsPath,
+		RenderInterval:   agent.Duration{Duration: o.RenderInterval},
+		HealthAddr:       fmt.Sprintf("127.0.0.1:%d", o.HealthPort),
+		RevokeOnShutdown: spec.RevokeOnShutdown,
+		Secrets:          spec.Secrets,
 	}
 	if spec.RenderInterval != 0 {
 		c.RenderInterval.Duration = spec.RenderInterval

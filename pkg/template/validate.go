@@ -73,7 +73,7 @@ var allowed = setOf(
 	"and", "or", "not", "len", "index", "slice", "print", "printf", "println",
 	"html", "js", "urlquery", "call", "eq", "ne", "lt", "le", "gt", "ge",
 	// Vault
-	"secret", "secrets", "pkiCert",
+	"secret", "secrets",
 	// pure helpers
 	"scratch", "base64Decode", "base64Encode", "base64URLDecode", "base64URLEncode",
 	"byKey", "byTag", "byPort", "byMeta", "contains", "containsAll", "containsAny",

@@ -1,0 +1,354 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/hashicorp/vault/api"
+
+	tmpl "github.com/blinkchamber/blinkchamber/pkg/template"
+)
+
+// Timing of the agent; constants rather than settings because no user has
+// needed to change them, and each is bounded so no loop is hot.
+const (
+	// FirstRenderTimeout bounds how long init and native agents try to
+	// render everything once before they exit non-zero. It matches the
+	// injected startup probe's budget (120 x 1 s).
+	FirstRenderTimeout = 2 * time.Minute
+	// CommandTimeout bounds a per-secret command.
+	CommandTimeout = 30 * time.Second
+	backoffMin     = 500 * time.Millisecond
+	backoffMax     = 30 * time.Second
+	// maxRenderRounds bounds execute-fetch rounds for templates whose
+	// secret paths come from other secrets.
+	maxRenderRounds = 8
+)
+
+// Agent renders a pod's secrets and keeps them fresh.
+type Agent struct {
+	cfg       *Config
+	log       logr.Logger
+	vault     *api.Client
+	templates []*tmpl.Template
+	cache     *cache
+	metrics   *metrics
+	status    *status
+	requests  atomic.Int64
+	relogin   chan struct{}
+	// vaultMu serialises token changes against requests that use it.
+	vaultMu sync.Mutex
+	auth    *api.Secret
+}
+
+// New prepares an agent: it parses every template (the sandbox check runs
+// again here, so a hand-edited pod spec cannot bypass admission) and builds
+// the Vault client. It contacts nothing.
+func New(cfg *Config, log logr.Logger) (*Agent, error) {
+	a := &Agent{cfg: cfg, log: log, cache: newCache(), status: &status{}, relogin: make(chan struct{}, 1)}
+	a.metrics = newMetrics(a)
+	for i, s := range cfg.Secrets {
+		t, err := tmpl.New(s.Name, s.Template)
+		if err != nil {
+			return nil, &PermanentError{fmt.Errorf("%w: secrets[%d] (%s).template: %w", ErrTemplate, i, s.Name, err)}
+		}
+		a.templates = append(a.templates, t)
+	}
+	c, err := newVaultClient(cfg, &a.requests)
+	if err != nil {
+		return nil, &PermanentError{err}
+	}
+	a.vault = c
+	return a, nil
+}
+
+// Status is what the health endpoints serve.
+func (a *Agent) Status() *status { return a.status }
+
+// Run does the work of the configured mode until ctx ends (native,
+// sidecar) or the first render is done (init).
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.start(ctx); err != nil {
+		return err
+	}
+	a.status.setStarted()
+	a.log.Info("first render complete", "secrets", len(a.templates), "vaultRequests", a.requests.Load())
+	if a.cfg.Mode == ModeInit {
+		if a.cfg.StateDir == "" {
+			return nil
+		}
+		return saveState(a.cfg.StateDir, a.auth, a.cache.snapshot())
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); a.keepToken(ctx) }()
+	a.loop(ctx)
+	wg.Wait()
+	if a.cfg.RevokeOnShutdown {
+		a.revoke()
+	}
+	return nil
+}
+
+// start gets a token (resumed or by login) and renders every file once,
+// within FirstRenderTimeout; a permanent error ends it at once.
+func (a *Agent) start(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, FirstRenderTimeout)
+	defer cancel()
+	if a.cfg.Mode == ModeSidecar {
+		a.resume(ctx)
+	}
+	b := newBackoff()
+	for {
+		err := a.firstPass(ctx)
+		if err == nil {
+			return nil
+		}
+		a.status.setError(err)
+		if IsPermanent(err) {
+			return err
+		}
+		a.log.Info("first render not complete yet; retrying", "reason", err.Error())
+		if !b.wait(ctx) {
+			return fmt.Errorf("no complete render within %s: %w", FirstRenderTimeout, err)
+		}
+	}
+}
+
+func (a *Agent) firstPass(ctx context.Context) error {
+	if a.token() == "" {
+		if err := a.login(ctx); err != nil {
+			return err
+		}
+	}
+	return a.renderAll(ctx)
+}
+
+// resume takes over the token and leases an init container left, so a
+// sidecar neither logs in again nor issues a second set of credentials.
+func (a *Agent) resume(ctx context.Context) {
+	st, err := loadState(a.cfg.StateDir)
+	if err != nil {
+		a.log.Info("no usable state from the init container; logging in", "reason", err.Error())
+		return
+	}
+	a.setAuth(st.Auth)
+	if ok, err := tokenValid(ctx, a.vault); !ok {
+		a.log.Info("the init container's token is not valid any more; logging in", "reason", fmt.Sprint(err))
+		a.setAuth(nil)
+		return
+	}
+	for i := range st.Entries {
+		a.cache.put(&st.Entries[i])
+	}
+	a.log.Info("resumed from the init container's state", "secrets", len(st.Entries))
+}
+
+// loop keeps the files fresh: at each render interval, or sooner when a
+// lease needs renewing, it refreshes what is due and re-renders.
+func (a *Agent) loop(ctx context.Context) {
+	b := newBackoff()
+	for {
+		wait := a.cfg.RenderInterval.Duration
+		if n := a.cache.next(); !n.IsZero() {
+			wait = min(wait, max(time.Until(n), 0))
+		}
+		if failing := a.status.err() != nil; failing {
+			wait = max(wait, b.next())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		err := errors.Join(a.refresh(ctx), a.renderAll(ctx))
+		a.status.setError(err)
+		if err == nil {
+			b.reset()
+		} else if ctx.Err() == nil {
+			a.log.Info("vault refresh failed; the last rendered files stay in place", "reason", err.Error())
+		}
+	}
+}
+
+// refresh acts on every cache entry that is due.
+func (a *Agent) refresh(ctx context.Context) error {
+	var errs []error
+	for _, e := range a.cache.due(time.Now()) {
+		if err := a.refreshEntry(ctx, e); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Agent) refreshEntry(ctx context.Context, e *entry) error {
+	if e.Action == actionRenew {
+		err := a.renew(ctx, e)
+		if err == nil {
+			return nil
+		}
+		a.log.Info("lease renewal failed; issuing a new secret", "path", e.Req.Path, "reason", err.Error())
+	}
+	return a.fetch(ctx, e.Req)
+}
+
+// renew extends e's lease by its first grant.
+func (a *Agent) renew(ctx context.Context, e *entry) error {
+	s, err := a.vault.Sys().RenewWithContext(ctx, e.Secret.LeaseID, e.Increment)
+	if err != nil {
+		return classifyRead(err, "renewing the lease of", e.Req.Path)
+	}
+	a.metrics.renewals.Inc()
+	next := *e
+	sec := *e.Secret
+	sec.LeaseDuration, sec.Renewable = s.LeaseDuration, s.Renewable
+	next.Secret = &sec
+	schedule(&next, time.Now(), a.cfg.RenderInterval.Duration)
+	a.cache.put(&next)
+	a.log.V(1).Info("lease renewed", "path", e.Req.Path, "ttl", s.LeaseDuration, "next", next.Action)
+	return nil
+}
+
+// fetch asks Vault for req and caches the answer.
+func (a *Agent) fetch(ctx context.Context, req tmpl.Request) error {
+	s, err := a.do(ctx, req)
+	if errors.Is(err, ErrDenied) {
+		// A revoked token also answers 403: tell the two apart before
+		// blaming the path.
+		if ok, verr := tokenValid(ctx, a.vault); !ok && verr == nil {
+			// Drop the dead token: the first render logs in again when it
+			// finds none, keepToken does so when asked.
+			a.setAuth(nil)
+			a.requestRelogin()
+			return fmt.Errorf("%w; logging in again", ErrTokenInvalid)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	e := &entry{Req: req, Secret: s, Fetched: time.Now()}
+	if req.Op == tmpl.OpList {
+		e.List, e.Secret = listKeys(s), nil
+	}
+	schedule(e, e.Fetched, a.cfg.RenderInterval.Duration)
+	a.cache.put(e)
+	return nil
+}
+
+func (a *Agent) do(ctx context.Context, req tmpl.Request) (*api.Secret, error) {
+	var s *api.Secret
+	var err error
+	switch req.Op {
+	case tmpl.OpRead:
+		s, err = a.vault.Logical().ReadWithContext(ctx, req.Path)
+	case tmpl.OpList:
+		s, err = a.vault.Logical().ListWithContext(ctx, req.Path)
+		if err == nil && s == nil {
+			return nil, nil // an empty list
+		}
+	case tmpl.OpWrite:
+		data := make(map[string]any, len(req.Data))
+		for k, v := range req.Data {
+			data[k] = v
+		}
+		s, err = a.vault.Logical().WriteWithContext(ctx, req.Path, data)
+	}
+	if err != nil {
+		return nil, classifyRead(err, string(req.Op), req.Path)
+	}
+	if s == nil && req.Op == tmpl.OpRead {
+		return nil, &PermanentError{fmt.Errorf("%w: read %s", ErrNotFound, req.Path)}
+	}
+	return s, nil
+}
+
+// renderAll renders every template, writing the files that changed.
+func (a *Agent) renderAll(ctx context.Context) error {
+	var errs []error
+	for i, t := range a.templates {
+		if err := a.renderOne(ctx, t, a.cfg.Secrets[i]); err != nil {
+			a.metrics.renderErrors.WithLabelValues(t.Name()).Inc()
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		a.metrics.lastRender.SetToCurrentTime()
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Agent) renderOne(ctx context.Context, t *tmpl.Template, s Secret) error {
+	out, err := a.execute(ctx, t)
+	if err != nil {
+		return err
+	}
+	changed, err := tmpl.WriteFile(a.cfg.SecretsDir, s.File, out, os.FileMode(s.Perms))
+	if err != nil {
+		return fmt.Errorf("secret %s: %w", s.Name, err)
+	}
+	if !changed {
+		return nil
+	}
+	a.metrics.renders.WithLabelValues(s.Name).Inc()
+	a.log.Info("rendered", "secret", s.Name, "file", filepath.Join(a.cfg.SecretsDir, s.File), "bytes", len(out))
+	if len(s.Command) > 0 && a.status.started() {
+		a.runCommand(ctx, s)
+	}
+	return nil
+}
+
+// execute renders t, fetching what it asks for, round after round.
+func (a *Agent) execute(ctx context.Context, t *tmpl.Template) ([]byte, error) {
+	for range maxRenderRounds {
+		res, err := t.Execute(a.cache.lookup)
+		if err != nil {
+			return nil, &PermanentError{fmt.Errorf("%w: secret %s: %w", ErrTemplate, t.Name(), err)}
+		}
+		if len(res.Missing) == 0 {
+			return res.Output, nil
+		}
+		for _, req := range res.Missing {
+			if err := a.fetch(ctx, req); err != nil {
+				return nil, fmt.Errorf("secret %s: %w", t.Name(), err)
+			}
+		}
+	}
+	return nil, &PermanentError{fmt.Errorf("secret %s: still missing data after %d rounds of fetching", t.Name(), maxRenderRounds)}
+}
+
+// runCommand runs a secret's command after its file changed. Failure is
+// reported, not fatal: the file is already in place.
+func (a *Agent) runCommand(ctx context.Context, s Secret) {
+	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...)
+	// The command's output may hold anything; it is not logged.
+	err := cmd.Run()
+	if err != nil {
+		a.metrics.commandFailures.WithLabelValues(s.Name).Inc()
+		a.log.Error(err, "command after render failed", "secret", s.Name, "command", s.Command[0], "duration", time.Since(start).String())
+		return
+	}
+	a.log.Info("command after render succeeded", "secret", s.Name, "command", s.Command[0], "duration", time.Since(start).String())
+}
+
+// revoke ends the token on shutdown when asked to.
+func (a *Agent) revoke() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.vault.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
+		a.log.Error(err, "revoking the vault token on shutdown")
+		return
+	}
+	a.log.Info("vault token revoked on shutdown")
+}

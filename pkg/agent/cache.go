@@ -1,0 +1,189 @@
+package agent
+
+import (
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	dep "github.com/hashicorp/consul-template/dependency"
+	"github.com/hashicorp/vault/api"
+
+	tmpl "github.com/blinkchamber/blinkchamber/pkg/template"
+)
+
+// action is what an entry needs next.
+type action string
+
+const (
+	// actionReread re-reads a static secret (KV) at the render interval.
+	actionReread action = "reread"
+	// actionRenew extends a renewable lease.
+	actionRenew action = "renew"
+	// actionReissue fetches a new secret: the lease cannot be extended
+	// further (max TTL), was lost, or was never renewable.
+	actionReissue action = "reissue"
+	// actionNone: a write without a lease (issued once).
+	actionNone action = "none"
+)
+
+// entry is one answer from Vault and its schedule.
+type entry struct {
+	Req     tmpl.Request `json:"req"`
+	Secret  *api.Secret  `json:"secret,omitempty"`
+	List    []string     `json:"list,omitempty"`
+	Fetched time.Time    `json:"fetched"`
+	// Expires is when the lease ends; zero without a lease.
+	Expires time.Time `json:"expires,omitzero"`
+	Due     time.Time `json:"due"`
+	Action  action    `json:"action"`
+	// Increment is the lease duration first granted, asked for at each
+	// renewal; a shorter grant means the max TTL is near.
+	Increment int `json:"increment,omitempty"`
+}
+
+// cache holds every answer the templates use. Its lookup is what templates
+// see; the agent fills and refreshes it.
+type cache struct {
+	mu      sync.Mutex
+	entries map[string]*entry
+}
+
+func newCache() *cache { return &cache{entries: map[string]*entry{}} }
+
+// lookup answers a template's request from the cache.
+func (c *cache) lookup(r tmpl.Request) (any, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[r.Key()]
+	if !ok {
+		return nil, false
+	}
+	if r.Op == tmpl.OpList {
+		return e.List, true
+	}
+	return toDep(e.Secret), true
+}
+
+func (c *cache) put(e *entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries[e.Req.Key()] = e
+}
+
+// due returns the entries whose time has come, oldest first.
+func (c *cache) due(now time.Time) []*entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*entry
+	for _, e := range c.entries {
+		if e.Action != actionNone && !e.Due.After(now) {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Due.Before(out[j].Due) })
+	return out
+}
+
+// next is the earliest due time, or zero when nothing is scheduled.
+func (c *cache) next() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var t time.Time
+	for _, e := range c.entries {
+		if e.Action != actionNone && (t.IsZero() || e.Due.Before(t)) {
+			t = e.Due
+		}
+	}
+	return t
+}
+
+// reissueLeases schedules every leased secret for a fresh fetch now: after
+// a new login the old token's leases die with it.
+func (c *cache) reissueLeases(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.entries {
+		if !e.Expires.IsZero() {
+			e.Action, e.Due = actionReissue, now
+		}
+	}
+}
+
+// snapshot copies the entries, for saving state and metrics.
+func (c *cache) snapshot() []entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]entry, 0, len(c.entries))
+	for _, e := range c.entries {
+		out = append(out, *e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Req.Key() < out[j].Req.Key() })
+	return out
+}
+
+// schedule decides what an entry needs next, from what Vault just granted.
+// Leases are renewed at two thirds of their life and re-issued at 85 % of
+// the last grant once renewal can no longer extend them; jitter spreads a
+// fleet's requests so agents started together do not stampede Vault.
+func schedule(e *entry, now time.Time, interval time.Duration) {
+	s := e.Secret
+	switch {
+	case e.Req.Op == tmpl.OpList || s == nil || s.LeaseID == "" && e.Req.Op == tmpl.OpRead:
+		e.Expires = time.Time{}
+		e.Action, e.Due = actionReread, now.Add(interval)
+	case s.LeaseID == "":
+		e.Action, e.Due = actionNone, time.Time{}
+	default:
+		ttl := time.Duration(s.LeaseDuration) * time.Second
+		e.Expires = now.Add(ttl)
+		if e.Increment == 0 {
+			e.Increment = s.LeaseDuration
+		}
+		capped := s.LeaseDuration < e.Increment
+		if s.Renewable && !capped {
+			e.Action, e.Due = actionRenew, now.Add(jitter(ttl*2/3))
+		} else {
+			e.Action, e.Due = actionReissue, now.Add(jitter(ttl*85/100))
+		}
+	}
+}
+
+// jitter spreads d by up to -10 %.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d - time.Duration(rand.Int64N(int64(d)/10+1))
+}
+
+// toDep converts Vault's answer to the type consul-template's functions
+// return, so templates written for consul-template work unchanged.
+func toDep(s *api.Secret) *dep.Secret {
+	if s == nil {
+		return nil
+	}
+	d := &dep.Secret{
+		RequestID: s.RequestID, LeaseID: s.LeaseID, LeaseDuration: s.LeaseDuration,
+		Renewable: s.Renewable, Data: s.Data, Warnings: s.Warnings,
+	}
+	if d.Data == nil {
+		d.Data = map[string]any{}
+	}
+	return d
+}
+
+// listKeys reads the keys of a LIST answer.
+func listKeys(s *api.Secret) []string {
+	if s == nil {
+		return []string{}
+	}
+	raw, _ := s.Data["keys"].([]any)
+	out := make([]string, 0, len(raw))
+	for _, k := range raw {
+		if str, ok := k.(string); ok {
+			out = append(out, str)
+		}
+	}
+	return out
+}

@@ -1,0 +1,151 @@
+package agent
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// token is the current Vault token ("" before the first login).
+func (a *Agent) token() string {
+	a.vaultMu.Lock()
+	defer a.vaultMu.Unlock()
+	return a.vault.Token()
+}
+
+func (a *Agent) setAuth(s *api.Secret) {
+	a.vaultMu.Lock()
+	defer a.vaultMu.Unlock()
+	a.auth = s
+	if s == nil || s.Auth == nil {
+		a.vault.ClearToken()
+		return
+	}
+	a.vault.SetToken(s.Auth.ClientToken)
+	a.metrics.tokenTTL.Set(float64(s.Auth.LeaseDuration))
+}
+
+func (a *Agent) currentAuth() *api.Secret {
+	a.vaultMu.Lock()
+	defer a.vaultMu.Unlock()
+	return a.auth
+}
+
+// login authenticates once and installs the token.
+func (a *Agent) login(ctx context.Context) error {
+	s, err := login(ctx, a.vault, a.cfg)
+	if err != nil {
+		a.metrics.logins.WithLabelValues("failure").Inc()
+		return err
+	}
+	a.metrics.logins.WithLabelValues("success").Inc()
+	a.setAuth(s)
+	a.log.Info("logged in to vault", "role", a.cfg.Vault.Role, "authPath", a.cfg.Vault.AuthPath,
+		"ttl", s.Auth.LeaseDuration, "renewable", s.Auth.Renewable, "policies", s.Auth.Policies)
+	return nil
+}
+
+// requestRelogin asks keepToken to log in again (the token was revoked).
+func (a *Agent) requestRelogin() {
+	select {
+	case a.relogin <- struct{}{}:
+	default:
+	}
+}
+
+// keepToken renews the token before it expires and logs in again when
+// renewal fails, the token reaches its max TTL or is revoked; logins back
+// off exponentially with jitter.
+func (a *Agent) keepToken(ctx context.Context) {
+	for ctx.Err() == nil {
+		a.watchToken(ctx, a.currentAuth())
+		if ctx.Err() != nil {
+			return
+		}
+		b := newBackoff()
+		for {
+			err := a.login(ctx)
+			if err == nil {
+				// The old token's leases die with it: issue new ones.
+				a.cache.reissueLeases(time.Now())
+				break
+			}
+			a.status.setError(err)
+			a.log.Info("vault login failed; retrying", "reason", err.Error())
+			if !b.wait(ctx) {
+				return
+			}
+		}
+	}
+}
+
+// watchToken returns when the token needs replacing or ctx ends.
+func (a *Agent) watchToken(ctx context.Context, s *api.Secret) {
+	if s == nil || s.Auth == nil {
+		return
+	}
+	if !s.Auth.Renewable {
+		// Not renewable: log in again at 80 % of its life.
+		ttl := time.Duration(s.Auth.LeaseDuration) * time.Second
+		select {
+		case <-ctx.Done():
+		case <-a.relogin:
+		case <-time.After(ttl * 8 / 10):
+		}
+		return
+	}
+	w, err := a.vault.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: s})
+	if err != nil {
+		a.log.Error(err, "cannot watch the vault token; logging in again")
+		return
+	}
+	go w.Start()
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.relogin:
+			a.log.Info("vault token was revoked; logging in again")
+			return
+		case err := <-w.DoneCh():
+			if err != nil {
+				a.log.Info("vault token renewal failed; logging in again", "reason", err.Error())
+			} else {
+				a.log.Info("vault token reached its max TTL; logging in again")
+			}
+			return
+		case r := <-w.RenewCh():
+			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
+				a.metrics.tokenTTL.Set(float64(r.Secret.Auth.LeaseDuration))
+				a.metrics.tokenRenewals.Inc()
+			}
+		}
+	}
+}
+
+// backoff is exponential with full jitter between backoffMin and
+// backoffMax.
+type backoff struct{ cur time.Duration }
+
+func newBackoff() *backoff { return &backoff{cur: backoffMin} }
+
+func (b *backoff) next() time.Duration {
+	d := b.cur/2 + time.Duration(rand.Int64N(int64(b.cur/2)+1))
+	b.cur = min(b.cur*2, backoffMax)
+	return d
+}
+
+func (b *backoff) reset() { b.cur = backoffMin }
+
+// wait sleeps for the next step; false when ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(b.next()):
+		return true
+	}
+}

@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/hashicorp/vault/api"
+	k8sauth "github.com/hashicorp/vault/api/auth/kubernetes"
+)
+
+// Errors the agent classifies Vault's answers into. A permanent error will
+// not go away by retrying (a wrong role, a denied path); a transient one may
+// (Vault down, sealed, a network error).
+var (
+	ErrLoginRefused = errors.New("vault refused the login")
+	ErrDenied       = errors.New("vault refused access to the path")
+	ErrNotFound     = errors.New("vault has no secret at the path")
+	ErrTokenInvalid = errors.New("vault token is no longer valid")
+	ErrTemplate     = errors.New("template failed")
+)
+
+// PermanentError marks an error that retrying cannot fix.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether err (or what it wraps) is permanent.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}
+
+// newVaultClient builds a client from the config. Requests are counted by
+// a wrapping transport, for metrics and benchmarks.
+func newVaultClient(cfg *Config, requests *atomic.Int64) (*api.Client, error) {
+	vc := api.DefaultConfig()
+	if vc.Error != nil {
+		return nil, fmt.Errorf("vault client defaults: %w", vc.Error)
+	}
+	vc.Address = cfg.Vault.Address
+	// Retries are the agent's business (with backoff and jitter), so that
+	// one request never hides a minute of waiting.
+	vc.MaxRetries = 0
+	if cfg.Vault.CACert != "" {
+		if err := vc.ConfigureTLS(&api.TLSConfig{CACertBytes: []byte(cfg.Vault.CACert)}); err != nil {
+			return nil, fmt.Errorf("vault.caCert: %w", err)
+		}
+	}
+	vc.HttpClient.Transport = &countingTransport{next: vc.HttpClient.Transport, n: requests}
+	c, err := api.NewClient(vc)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	// The client must not pick up VAULT_TOKEN from the environment: the
+	// agent's identity is the pod's ServiceAccount, nothing else.
+	c.ClearToken()
+	if cfg.Vault.Namespace != "" {
+		c.SetNamespace(cfg.Vault.Namespace)
+	}
+	return c, nil
+}
+
+type countingTransport struct {
+	next http.RoundTripper
+	n    *atomic.Int64
+}
+
+func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.n.Add(1)
+	return t.next.RoundTrip(r)
+}
+
+// login authenticates with the projected token, read afresh from the file
+// each time because the kubelet rotates it.
+func login(ctx context.Context, c *api.Client, cfg *Config) (*api.Secret, error) {
+	mount := strings.TrimPrefix(cfg.Vault.AuthPath, "auth/")
+	auth, err := k8sauth.NewKubernetesAuth(cfg.Vault.Role,
+		k8sauth.WithServiceAccountTokenPath(cfg.TokenFile), k8sauth.WithMountPath(mount))
+	if err != nil {
+		// The token file is missing or unreadable: the pod spec is wrong.
+		return nil, &PermanentError{fmt.Errorf("reading the ServiceAccount token %s: %w", cfg.TokenFile, err)}
+	}
+	s, err := auth.Login(ctx, c)
+	if err != nil {
+		return nil, classifyLogin(err, cfg)
+	}
+	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
+		return nil, fmt.Errorf("vault login at %s returned no token", cfg.Vault.AuthPath)
+	}
+	return s, nil
+}
+
+func classifyLogin(err error, cfg *Config) error {
+	where := fmt.Sprintf("role %q at %s", cfg.Vault.Role, cfg.Vault.AuthPath)
+	var re *api.ResponseError
+	if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 {
+		return &PermanentError{fmt.Errorf("%w: %s: %s", ErrLoginRefused, where, vaultReason(re))}
+	}
+	return fmt.Errorf("logging in to vault with %s: %w", where, err)
+}
+
+// vaultReason is what Vault said, without the request URL's host.
+func vaultReason(re *api.ResponseError) string {
+	if len(re.Errors) > 0 {
+		return fmt.Sprintf("%s (HTTP %d)", strings.Join(re.Errors, "; "), re.StatusCode)
+	}
+	return fmt.Sprintf("HTTP %d", re.StatusCode)
+}
+
+// classifyRead turns a failed request for path into a typed error.
+func classifyRead(err error, op, path string) error {
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		switch {
+		case re.StatusCode == http.StatusForbidden:
+			return &PermanentError{fmt.Errorf("%w: %s %s: %s", ErrDenied, op, path, vaultReason(re))}
+		case re.StatusCode == http.StatusNotFound:
+			return &PermanentError{fmt.Errorf("%w: %s %s", ErrNotFound, op, path)}
+		case re.StatusCode >= 400 && re.StatusCode < 500:
+			return &PermanentError{fmt.Errorf("%s %s: %s", op, path, vaultReason(re))}
+		}
+	}
+	return fmt.Errorf("%s %s: %w", op, path, err)
+}
+
+// tokenValid asks Vault whether the current token still works; a 403 means
+// it was revoked or expired.
+func tokenValid(ctx context.Context, c *api.Client) (bool, error) {
+	_, err := c.Auth().Token().LookupSelfWithContext(ctx)
+	var re *api.ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
+		return false, nil
+	}
+	return err == nil, err
+}

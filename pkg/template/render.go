@@ -1,0 +1,224 @@
+package template
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	gotemplate "text/template"
+
+	dep "github.com/hashicorp/consul-template/dependency"
+	ct "github.com/hashicorp/consul-template/template"
+)
+
+// Op is the kind of Vault request a template makes.
+type Op string
+
+const (
+	// OpRead is `secret "path"`: a GET.
+	OpRead Op = "read"
+	// OpWrite is `secret "path" "k=v" ...`: a PUT with data (pki issue,
+	// transit, database static creds rotation).
+	OpWrite Op = "write"
+	// OpList is `secrets "path"`: a LIST.
+	OpList Op = "list"
+)
+
+// Request is one Vault call a template needs. Its Key identifies it in the
+// agent's cache.
+type Request struct {
+	Op   Op
+	Path string
+	Data map[string]string
+}
+
+// Key is a stable identity for the request.
+func (r Request) Key() string {
+	if len(r.Data) == 0 {
+		return string(r.Op) + " " + r.Path
+	}
+	keys := make([]string, 0, len(r.Data))
+	for k := range r.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString(string(r.Op) + " " + r.Path)
+	for _, k := range keys {
+		b.WriteString(" " + k + "=" + r.Data[k])
+	}
+	return b.String()
+}
+
+// Lookup returns what Vault answered to a request, if the agent has it:
+// a *dep.Secret for reads and writes, a []string for lists.
+type Lookup func(Request) (any, bool)
+
+// Template is one parsed, sandbox-checked template.
+type Template struct {
+	name string
+	ct   *ct.Template
+	// consul-template fixes its function map when the template is created;
+	// our Vault functions reach the current execution through cur, and mu
+	// keeps executions of one template one at a time.
+	mu  sync.Mutex
+	cur *recorder
+}
+
+// ErrMissingSecret is wrapped when a template still lacks data after the
+// caller had a chance to fetch everything it asked for.
+var ErrMissingSecret = errors.New("secret not available")
+
+// New validates text against the sandbox and prepares it for rendering.
+func New(name, text string) (*Template, error) {
+	if err := Validate(text); err != nil {
+		return nil, err
+	}
+	t := &Template{name: name}
+	c, err := ct.NewTemplate(&ct.NewTemplateInput{
+		Contents: text,
+		// A missing key is an error, never an empty value in a file.
+		ErrMissingKey: true,
+		// Our own Vault functions replace consul-template's, which would
+		// fetch through its own client and watcher.
+		ExtFuncMap: gotemplate.FuncMap{
+			"secret":  func(path string, rest ...string) (*dep.Secret, error) { return t.cur.secret(path, rest...) },
+			"secrets": func(path string) ([]string, error) { return t.cur.secrets(path) },
+		},
+		FunctionDenylist: Denylist(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSyntax, err)
+	}
+	t.ct = c
+	return t, nil
+}
+
+// Name is the template's name (the secret it renders).
+func (t *Template) Name() string { return t.name }
+
+// Result is one execution of a template.
+type Result struct {
+	Output []byte
+	// Used lists every request the template made.
+	Used []Request
+	// Missing lists the requests Lookup could not answer; Output is not
+	// usable while it is non-empty.
+	Missing []Request
+}
+
+// Execute renders the template against what lookup knows. When requests are
+// missing it returns them without an error: the caller fetches them and
+// executes again. Execution errors are returned only once nothing is
+// missing (before that they are artefacts of absent data), with every
+// secret value seen replaced by [redacted].
+func (t *Template) Execute(lookup Lookup) (*Result, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rec := &recorder{lookup: lookup, seen: map[string]bool{}}
+	t.cur = rec
+	defer func() { t.cur = nil }()
+	res, err := t.ct.Execute(&ct.ExecuteInput{Brain: ct.NewBrain()})
+	r := &Result{Used: rec.used, Missing: rec.missing}
+	if res != nil {
+		r.Output = res.Output
+	}
+	if len(r.Missing) > 0 {
+		return r, nil
+	}
+	if err != nil {
+		return r, fmt.Errorf("rendering %s: %w", t.name, redact(err, rec.values))
+	}
+	return r, nil
+}
+
+// recorder is the state one execution's Vault functions share.
+type recorder struct {
+	lookup  Lookup
+	seen    map[string]bool
+	used    []Request
+	missing []Request
+	values  []string
+}
+
+func (r *recorder) note(req Request) (any, bool) {
+	k := req.Key()
+	v, ok := r.lookup(req)
+	if !r.seen[k] {
+		r.seen[k] = true
+		r.used = append(r.used, req)
+		if !ok {
+			r.missing = append(r.missing, req)
+		}
+	}
+	if s, isSecret := v.(*dep.Secret); ok && isSecret && s != nil {
+		collectValues(s.Data, &r.values)
+	}
+	return v, ok
+}
+
+func collectValues(v any, out *[]string) {
+	switch v := v.(type) {
+	case map[string]any:
+		for _, x := range v {
+			collectValues(x, out)
+		}
+	case []any:
+		for _, x := range v {
+			collectValues(x, out)
+		}
+	case string:
+		if len(v) >= 4 { // short values ("true", "1") would redact ordinary words
+			*out = append(*out, v)
+		}
+	default:
+		if v != nil {
+			if s := fmt.Sprint(v); len(s) >= 4 {
+				*out = append(*out, s)
+			}
+		}
+	}
+}
+
+// secret implements `secret "path"` and `secret "path" "k=v" ...`.
+func (r *recorder) secret(path string, rest ...string) (*dep.Secret, error) {
+	req := Request{Op: OpRead, Path: path}
+	if len(rest) > 0 {
+		req.Op, req.Data = OpWrite, map[string]string{}
+		for _, kv := range rest {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return nil, fmt.Errorf("secret %q: argument %q is not key=value", path, kv)
+			}
+			req.Data[k] = v
+		}
+	}
+	v, ok := r.note(req)
+	if !ok {
+		// Like consul-template: nil until fetched, so `with` skips it.
+		return nil, nil
+	}
+	s, _ := v.(*dep.Secret)
+	return s, nil
+}
+
+// secrets implements `secrets "path"` (a LIST).
+func (r *recorder) secrets(path string) ([]string, error) {
+	v, ok := r.note(Request{Op: OpList, Path: path})
+	if !ok {
+		return nil, nil
+	}
+	l, _ := v.([]string)
+	return l, nil
+}
+
+func redact(err error, values []string) error {
+	msg := err.Error()
+	// Longest first, so a value containing another is replaced whole.
+	sort.Slice(values, func(i, j int) bool { return len(values[i]) > len(values[j]) })
+	for _, v := range values {
+		msg = strings.ReplaceAll(msg, v, "[redacted]")
+	}
+	return errors.New(msg)
+}
