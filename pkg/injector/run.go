@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -55,7 +56,13 @@ func Run(ctx context.Context, cfg *Config, rc *rest.Config, log logr.Logger) err
 		if err := opts.Validate(); err != nil {
 			return fmt.Errorf("self-managed certificates: %w", err)
 		}
-		if err := mgr.Add(certs.NewIssuer(mgr.GetClient(), opts, log.WithName("cert-issuer"))); err != nil {
+		// A direct client: the manager's cached one would start informers
+		// on every Secret in the cluster and need list/watch on them all.
+		direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+		if err != nil {
+			return fmt.Errorf("creating API client: %w", err)
+		}
+		if err := mgr.Add(certs.NewIssuer(direct, opts, log.WithName("cert-issuer"))); err != nil {
 			return err
 		}
 		if err := mgr.Add(certs.NewLoader(mgr.GetAPIReader(), opts, store, log.WithName("cert-loader"))); err != nil {
