@@ -10,7 +10,7 @@ LDFLAGS     := -s -w
 TEST_FLAGS  ?= -timeout 45m
 FUZZ_TIME   ?= 10s
 
-.PHONY: all build test unit e2e fuzz demo bench lint tools clean
+.PHONY: all build test unit fuzz demo bench lint tools deps clean
 
 all: build
 
@@ -18,8 +18,12 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
+## deps: system packages the e2e tests need (PostgreSQL, util-linux), from Debian
+deps:
+	bash hack/system-deps.sh
+
 ## tools: build (or find cached) etcd, kube-apiserver and Vault
-tools:
+tools: deps
 	$(GO) run ./test/toolchain/cmd/tools
 
 ## test: every test, unit and end to end, against the real servers

@@ -347,7 +347,12 @@ func volumes(spec *Spec, o Options, withState bool) []corev1.Volume {
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
 				Audience: firstNonEmpty(spec.TokenAudience, o.TokenAudience), ExpirationSeconds: ptr.To(TokenExpiration), Path: TokenFile,
 			}}},
-			DefaultMode: ptr.To(int32(0o440)),
+			// The kubelet leaves the token owned by root unless every
+			// container of the pod runs as one uid (or the pod has an
+			// fsGroup), and the app's uid often comes from its image. Only
+			// agent containers mount this volume, so "others" are the
+			// agent: 0444 is what lets it read the token under any uid.
+			DefaultMode: ptr.To(int32(0o444)),
 		}}},
 	}
 	if withState {

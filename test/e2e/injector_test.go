@@ -49,6 +49,7 @@ func TestMain(m *testing.M) {
 	}
 	kube = k
 	code := m.Run()
+	stopAgentEnv()
 	if err := k.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
 	}

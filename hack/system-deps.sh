@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the system packages the end-to-end tests need, from Debian's
+# archive, when they are missing: PostgreSQL (dynamic database credentials)
+# and util-linux (unshare, setpriv: the kubelet shim runs agent containers in
+# their own mount namespace as the container's uid).
+set -euo pipefail
+missing=()
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+command -v unshare >/dev/null && command -v setpriv >/dev/null || missing+=(util-linux)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing system packages: ${missing[*]}; run as root: apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing ${missing[*]} from Debian's packages..."
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
