@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,8 @@ const (
 	// maxRenderRounds bounds execute-fetch rounds for templates whose
 	// secret paths come from other secrets.
 	maxRenderRounds = 8
+	// prefetchParallelism bounds concurrent requests of one agent at start.
+	prefetchParallelism = 8
 )
 
 // Agent renders a pod's secrets and keeps them fresh.
@@ -47,6 +50,9 @@ type Agent struct {
 	// vaultMu serialises token changes against requests that use it.
 	vaultMu sync.Mutex
 	auth    *api.Secret
+	// rendered is the cache version of the last complete render; an equal
+	// version means the files are current and nothing needs executing.
+	rendered uint64
 }
 
 // New prepares an agent: it parses every template (the sandbox check runs
@@ -81,6 +87,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.status.setStarted()
 	a.log.Info("first render complete", "secrets", len(a.templates), "vaultRequests", a.requests.Load())
+	// Start-up garbage (parsing, TLS, the first renders) is not needed
+	// again: hand it back now rather than whenever the scavenger gets to it.
+	debug.FreeOSMemory()
 	if a.cfg.Mode == ModeInit {
 		if a.cfg.StateDir == "" {
 			return nil
@@ -129,7 +138,45 @@ func (a *Agent) firstPass(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := a.prefetch(ctx); err != nil {
+		return err
+	}
 	return a.renderAll(ctx)
+}
+
+// prefetch asks Vault, in parallel, for everything the templates need on a
+// first look, so the first render is not one round trip per secret.
+func (a *Agent) prefetch(ctx context.Context) error {
+	seen := map[string]tmpl.Request{}
+	for _, t := range a.templates {
+		res, err := t.Execute(a.cache.lookup)
+		if err != nil {
+			continue // renderAll reports it with its context
+		}
+		for _, r := range res.Missing {
+			seen[r.Key()] = r
+		}
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, prefetchParallelism)
+	)
+	for _, r := range seen {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := a.fetch(ctx, r); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // resume takes over the token and leases an init container left, so a
@@ -182,7 +229,8 @@ func (a *Agent) loop(ctx context.Context) {
 // refresh acts on every cache entry that is due.
 func (a *Agent) refresh(ctx context.Context) error {
 	var errs []error
-	for _, e := range a.cache.due(time.Now()) {
+	slack := min(a.cfg.RenderInterval.Duration/5, time.Second)
+	for _, e := range a.cache.due(time.Now().Add(slack)) {
 		if err := a.refreshEntry(ctx, e); err != nil {
 			errs = append(errs, err)
 		}
@@ -220,6 +268,10 @@ func (a *Agent) renew(ctx context.Context, e *entry) error {
 
 // fetch asks Vault for req and caches the answer.
 func (a *Agent) fetch(ctx context.Context, req tmpl.Request) error {
+	if a.token() == "" {
+		// A login is under way (the token was found revoked).
+		return fmt.Errorf("%w; waiting for a new login", ErrTokenInvalid)
+	}
 	s, err := a.do(ctx, req)
 	if errors.Is(err, ErrDenied) {
 		// A revoked token also answers 403: tell the two apart before
@@ -271,8 +323,13 @@ func (a *Agent) do(ctx context.Context, req tmpl.Request) (*api.Secret, error) {
 	return s, nil
 }
 
-// renderAll renders every template, writing the files that changed.
+// renderAll renders every template, writing the files that changed. It
+// does nothing when no answer changed since the last complete render.
 func (a *Agent) renderAll(ctx context.Context) error {
+	version := a.cache.currentVersion()
+	if a.rendered != 0 && version == a.rendered {
+		return nil
+	}
 	var errs []error
 	for i, t := range a.templates {
 		if err := a.renderOne(ctx, t, a.cfg.Secrets[i]); err != nil {
@@ -282,6 +339,9 @@ func (a *Agent) renderAll(ctx context.Context) error {
 	}
 	if len(errs) == 0 {
 		a.metrics.lastRender.SetToCurrentTime()
+		// Fetches during this render bumped the version; what was
+		// rendered is the version now.
+		a.rendered = a.cache.currentVersion()
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -47,6 +48,9 @@ type entry struct {
 type cache struct {
 	mu      sync.Mutex
 	entries map[string]*entry
+	// version counts changes of any answer's content, so the agent renders
+	// only when something a template may read has changed.
+	version uint64
 }
 
 func newCache() *cache { return &cache{entries: map[string]*entry{}} }
@@ -68,16 +72,40 @@ func (c *cache) lookup(r tmpl.Request) (any, bool) {
 func (c *cache) put(e *entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.entries[e.Req.Key()] = e
+	k := e.Req.Key()
+	if old, ok := c.entries[k]; !ok || !sameContent(old, e) {
+		c.version++
+	}
+	c.entries[k] = e
 }
 
-// due returns the entries whose time has come, oldest first.
-func (c *cache) due(now time.Time) []*entry {
+// sameContent compares what templates can see of two answers.
+func sameContent(a, b *entry) bool {
+	if (a.Secret == nil) != (b.Secret == nil) || !reflect.DeepEqual(a.List, b.List) {
+		return false
+	}
+	if a.Secret == nil {
+		return true
+	}
+	return a.Secret.LeaseID == b.Secret.LeaseID && a.Secret.LeaseDuration == b.Secret.LeaseDuration &&
+		reflect.DeepEqual(a.Secret.Data, b.Secret.Data)
+}
+
+func (c *cache) currentVersion() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.version
+}
+
+// due returns the entries whose time comes before until, oldest first.
+// Callers pass a little slack so that entries fetched moments apart are
+// refreshed in one pass rather than one wake-up each.
+func (c *cache) due(until time.Time) []*entry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []*entry
 	for _, e := range c.entries {
-		if e.Action != actionNone && !e.Due.After(now) {
+		if e.Action != actionNone && !e.Due.After(until) {
 			out = append(out, e)
 		}
 	}

@@ -68,6 +68,12 @@ func (a *Agent) keepToken(ctx context.Context) {
 		for {
 			err := a.login(ctx)
 			if err == nil {
+				// A revocation noticed by several requests asks more than
+				// once; this login answers them all.
+				select {
+				case <-a.relogin:
+				default:
+				}
 				// The old token's leases die with it: issue new ones.
 				a.cache.reissueLeases(time.Now())
 				break

@@ -1,9 +1,10 @@
-// Command demo runs blinkchamber end to end on loopback: real etcd and
-// kube-apiserver built from Go modules, the injector behind a real
-// MutatingWebhookConfiguration over TLS, and pods created through the API
-// server. It prints what happens and leaves no process behind.
+// Command demo runs blinkchamber end to end on loopback: real etcd,
+// kube-apiserver and Vault built from Go modules, the injector behind a real
+// MutatingWebhookConfiguration over TLS, a pod created through the API
+// server, and its injected agent run by the kubelet shim, rendering a secret
+// and rotating it. It prints what happens and leaves no process behind.
 //
-// The agent, Vault and the bootstrap join this demo as their issues land.
+// The bootstrap command replaces the hand-made Vault setup when it lands.
 package main
 
 import (
@@ -62,7 +63,22 @@ func run(ctx context.Context, out io.Writer) error {
 	}()
 	s.say("kube-apiserver is up at %s", kube.Config.Host)
 
-	inj, err := startInjector(ctx, s, kube)
+	vault, err := harness.StartVaultDev(ctx, out)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		s.say("stopping Vault")
+		_ = vault.Stop()
+	}()
+	s.say("Vault dev server is up at %s", vault.Addr())
+	agentBin, cleanup, err := buildAgent(ctx)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	inj, err := startInjector(ctx, s, kube, vault.Addr())
 	if err != nil {
 		return err
 	}
@@ -78,7 +94,13 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	s.say("namespace shop is labelled %s=enabled; namespace legacy is not", harness.InjectionLabel)
+	if err := provisionVault(ctx, s, kube, vault); err != nil {
+		return err
+	}
 	if err := injectedPod(ctx, s, kube); err != nil {
+		return err
+	}
+	if err := runAgent(ctx, s, kube, vault, agentBin); err != nil {
 		return err
 	}
 	if err := refusedPod(ctx, s, kube); err != nil {
@@ -91,10 +113,10 @@ func run(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-func startInjector(ctx context.Context, s *step, kube *harness.Kube) (*harness.Injector, error) {
+func startInjector(ctx context.Context, s *step, kube *harness.Kube, vaultAddr string) (*harness.Injector, error) {
 	cfg := injector.NewConfig()
-	cfg.AgentImage = "ghcr.io/blinkchamber/agent:demo"
-	cfg.VaultAddr = "https://vault.blinkchamber.svc:8200"
+	cfg.AgentImage = agentImage
+	cfg.VaultAddr = vaultAddr
 	cfg.MetricsBindAddress, cfg.HealthProbeBindAddress = "0", "0"
 	dir, err := os.MkdirTemp("", "blinkchamber-demo-certs-")
 	if err != nil {

@@ -213,23 +213,23 @@ func TestAgentRendersRotatesAndRecovers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	startAgentInjector(t, ctx, e)
-	e.app(t, ctx, "shop", "shop", map[string]map[string]any{
-		"db":  {"username": "shop", "password": "initial-db-password"},
+	e.app(t, ctx, "web", "web", map[string]map[string]any{
+		"db":  {"username": "web", "password": "initial-db-password"},
 		"api": {"key": "initial-api-key"},
 	})
-	createPod(t, ctx, "shop", "web", "shop", map[string]string{
+	createPod(t, ctx, "web", "web", "web", map[string]string{
 		mutate.AnnotationInject:         "true",
-		mutate.PrefixSecret + "db":      "secret/data/shop/shop/db",
-		mutate.PrefixSecret + "api":     "secret/data/shop/shop/api",
+		mutate.PrefixSecret + "db":      "secret/data/web/web/db",
+		mutate.PrefixSecret + "api":     "secret/data/web/web/api",
 		mutate.PrefixPerms + "api":      "0440",
 		mutate.AnnotationRenderInterval: "1s",
 	})
 	out := &syncBuffer{}
-	run := kube.RunPodForTest(t, "shop", "web", e.shim(out))
+	run := kube.RunPodForTest(t, "web", "web", e.shim(out))
 	dir := run.VolumeDir(mutate.SecretsVolume)
 
 	t.Run("files rendered with content and mode", func(t *testing.T) {
-		waitFile(t, filepath.Join(dir, "db"), "password: initial-db-password\nusername: shop\n", 5*time.Second)
+		waitFile(t, filepath.Join(dir, "db"), "password: initial-db-password\nusername: web\n", 5*time.Second)
 		waitFile(t, filepath.Join(dir, "api"), "key: initial-api-key\n", 5*time.Second)
 		for file, mode := range map[string]os.FileMode{"db": 0o400, "api": 0o440} {
 			st, err := os.Stat(filepath.Join(dir, file))
@@ -244,8 +244,8 @@ func TestAgentRendersRotatesAndRecovers(t *testing.T) {
 
 	t.Run("rotation within interval plus one second", func(t *testing.T) {
 		before, _ := os.Stat(filepath.Join(dir, "api"))
-		e.put(t, ctx, "shop/shop/db", map[string]any{"username": "shop", "password": "rotated-db-password"})
-		waitFile(t, filepath.Join(dir, "db"), "password: rotated-db-password\nusername: shop\n", 2*time.Second)
+		e.put(t, ctx, "web/web/db", map[string]any{"username": "web", "password": "rotated-db-password"})
+		waitFile(t, filepath.Join(dir, "db"), "password: rotated-db-password\nusername: web\n", 2*time.Second)
 		after, _ := os.Stat(filepath.Join(dir, "api"))
 		if !after.ModTime().Equal(before.ModTime()) {
 			t.Errorf("the unchanged api file was rewritten")
@@ -257,8 +257,8 @@ func TestAgentRendersRotatesAndRecovers(t *testing.T) {
 		if err := e.vault.Client().Sys().RevokePrefixWithContext(ctx, "auth/kubernetes/login"); err != nil {
 			t.Fatal(err)
 		}
-		e.put(t, ctx, "shop/shop/db", map[string]any{"username": "shop", "password": "after-revoke-password"})
-		waitFile(t, filepath.Join(dir, "db"), "password: after-revoke-password\nusername: shop\n", 20*time.Second)
+		e.put(t, ctx, "web/web/db", map[string]any{"username": "web", "password": "after-revoke-password"})
+		waitFile(t, filepath.Join(dir, "db"), "password: after-revoke-password\nusername: web\n", 20*time.Second)
 		_, metrics := get(t, run.HealthAddr(), "/metrics")
 		if !strings.Contains(metrics, `blinkchamber_agent_logins_total{result="success"} 2`) {
 			t.Errorf("want exactly two successful logins in metrics:\n%s", grep(metrics, "logins_total"))
@@ -279,15 +279,15 @@ func TestAgentRendersRotatesAndRecovers(t *testing.T) {
 			t.Errorf("readyz never reported the outage (last %d)", code)
 		}
 		time.Sleep(time.Until(stopped.Add(15 * time.Second)))
-		waitFile(t, filepath.Join(dir, "db"), "password: after-revoke-password\nusername: shop\n", time.Second)
+		waitFile(t, filepath.Join(dir, "db"), "password: after-revoke-password\nusername: web\n", time.Second)
 		if !run.Container(mutate.AgentContainer).Running() {
 			t.Fatal("the agent exited during the outage")
 		}
 		if err := e.vault.Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
-		e.put(t, ctx, "shop/shop/db", map[string]any{"username": "shop", "password": "after-outage-password"})
-		waitFile(t, filepath.Join(dir, "db"), "password: after-outage-password\nusername: shop\n", 45*time.Second)
+		e.put(t, ctx, "web/web/db", map[string]any{"username": "web", "password": "after-outage-password"})
+		waitFile(t, filepath.Join(dir, "db"), "password: after-outage-password\nusername: web\n", 45*time.Second)
 		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 			code, _ = get(t, run.HealthAddr(), "/readyz")
 			return code == http.StatusOK, nil

@@ -96,7 +96,9 @@ func TestVaultKubernetesAuth(t *testing.T) {
 		if err == nil {
 			t.Fatal("a token with audience not-vault logged in")
 		}
-		t.Logf("refused as expected: %v", err)
+		if vaultStatus(err) != http.StatusForbidden || !strings.Contains(err.Error(), "invalid audience") {
+			t.Errorf("login error = %v, want 403 invalid audience", err)
+		}
 	})
 }
 
