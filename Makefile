@@ -44,9 +44,10 @@ fuzz:
 demo: tools
 	$(GO) run ./test/demo
 
-## bench: benchmarks; results are recorded in docs/benchmarks.md
+## bench: benchmarks; the agent comparison rewrites docs/benchmarks.md
 bench: tools
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+	$(GO) run ./test/bench/agentbench -out docs/benchmarks.md
 
 ## lint: formatting and vet
 lint:

@@ -212,6 +212,18 @@ func TestInjectorEndToEnd(t *testing.T) {
 
 	t.Run("raw admission requests", func(t *testing.T) { rawRequests(t, inj) })
 
+	t.Run("mounted certificates are reloaded when they change", func(t *testing.T) {
+		newCA, err := harness.ServingCertDir(inj.CertDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := inj.WaitServing(waitCtx, newCA); err != nil {
+			t.Fatalf("the injector kept serving the old certificate: %v", err)
+		}
+	})
+
 	t.Run("metrics count outcomes", func(t *testing.T) {
 		for _, outcome := range []string{injector.OutcomeInjected, injector.OutcomeDenied} {
 			if n := admissions(t, "shop", outcome); n < 1 {

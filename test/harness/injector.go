@@ -27,10 +27,11 @@ const InjectionLabel = "blinkchamber.io/injection"
 
 // Injector is the real injector running in-process on a free loopback port.
 type Injector struct {
-	Addr   string // host:port
-	CAPEM  []byte // CA to trust; nil for self-managed TLS until issued
-	cancel context.CancelFunc
-	done   chan error
+	Addr    string // host:port
+	CAPEM   []byte // CA to trust; nil for self-managed TLS until issued
+	CertDir string // --cert-dir, when the injector reads mounted certificates
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 // FreePort asks the kernel for an unused loopback port.
@@ -79,7 +80,7 @@ func (k *Kube) StartInjectorOnPort(cfg *injector.Config, port int, log logr.Logg
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	inj := &Injector{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cancel: cancel, done: make(chan error, 1)}
+	inj := &Injector{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), CertDir: cfg.CertDir, cancel: cancel, done: make(chan error, 1)}
 	go func() { inj.done <- injector.Run(ctx, cfg, k.Config, log) }()
 	return inj, nil
 }

@@ -58,6 +58,10 @@ type Vault struct {
 	dev    bool
 	client *vaultapi.Client
 	proc   *daemon
+	// sealHCL is an extra seal stanza (auto-unseal); unmanaged servers are
+	// left to the code under test to initialise and unseal.
+	sealHCL   string
+	unmanaged bool
 }
 
 // StartVaultDev starts `vault server -dev`. progress receives build messages
@@ -109,6 +113,28 @@ func StartVault(ctx context.Context, progress io.Writer, dir string) (*Vault, er
 	}
 	if err := v.mountKV(ctx); err != nil {
 		_ = v.Stop()
+		return nil, err
+	}
+	return v, nil
+}
+
+// StartVaultServer starts a regular server with file storage in dir/data
+// and leaves it as a fresh installation would be: not initialised, sealed.
+// It is for tests of code that initialises and unseals Vault (bootstrap).
+// sealHCL, when not empty, is added to the config (an auto-unseal stanza).
+func StartVaultServer(ctx context.Context, progress io.Writer, dir, sealHCL string) (*Vault, error) {
+	v, err := newVault(ctx, progress, dir)
+	if err != nil {
+		return nil, err
+	}
+	v.sealHCL, v.unmanaged = sealHCL, true
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return nil, fmt.Errorf("creating Vault storage dir: %w", err)
+	}
+	if err := os.WriteFile(v.configPath(), []byte(v.serverConfig()), 0o600); err != nil {
+		return nil, fmt.Errorf("writing Vault config: %w", err)
+	}
+	if err := v.start(ctx); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -206,7 +232,7 @@ listener "tcp" {
 }
 disable_mlock = true
 api_addr      = %q
-`, filepath.Join(v.Dir, "data"), listen, v.Addr())
+%s`, filepath.Join(v.Dir, "data"), listen, v.Addr(), v.sealHCL)
 }
 
 func (v *Vault) args() []string {
@@ -347,7 +373,7 @@ func (v *Vault) Restart(ctx context.Context) error {
 	if err := v.start(ctx); err != nil {
 		return fmt.Errorf("restarting Vault: %w", err)
 	}
-	if v.dev {
+	if v.dev || v.unmanaged {
 		return nil
 	}
 	return v.unseal(ctx)
