@@ -3,12 +3,17 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
+	"github.com/blinkchamber/blinkchamber/pkg/bootstrap/config"
+	"github.com/blinkchamber/blinkchamber/pkg/cli"
 	"github.com/blinkchamber/blinkchamber/pkg/mutate"
 	"github.com/blinkchamber/blinkchamber/test/harness"
 	"github.com/blinkchamber/blinkchamber/test/toolchain"
@@ -16,9 +21,9 @@ import (
 
 const agentImage = "ghcr.io/blinkchamber/agent:demo"
 
-// The demo's one secret value is fake and shown on purpose; the password
-// generated for the rotation is masked like any real one would be.
-const demoPassword = "demo-password-not-a-secret"
+// demoValue is the one value the demo shows unmasked: examples/demo.yaml
+// sets it as a literal so that a reader can see a file's real content.
+const demoValue = "demo-value-not-a-secret"
 
 // buildAgent builds cmd/agent as the image would hold it.
 func buildAgent(ctx context.Context) (string, func(), error) {
@@ -40,29 +45,57 @@ func buildAgent(ctx context.Context) (string, func(), error) {
 	return bin, func() { os.RemoveAll(dir) }, nil
 }
 
-// provisionVault does by hand what `blinkchamber bootstrap` will do:
-// kubernetes auth against this API server, a read-only policy and a role for
-// the app, and its secret.
-func provisionVault(ctx context.Context, s *step, kube *harness.Kube, vault *harness.Vault) error {
-	if err := vault.ConfigureKubernetesAuth(ctx, kube); err != nil {
-		return err
+// bootstrapper runs the blinkchamber command in-process against the demo's
+// servers, with examples/demo.yaml pointed at them.
+type bootstrapper struct {
+	config, kubeconfig string
+	keys               string
+}
+
+func newBootstrapper(work string, kube *harness.Kube, vault *harness.Vault) (*bootstrapper, error) {
+	repo, err := toolchain.RepoRoot()
+	if err != nil {
+		return nil, err
 	}
-	policy := `path "secret/data/shop/shop/*" { capabilities = ["read"] }`
-	if err := vault.AppRole(ctx, "shop", "shop", "shop", policy, time.Hour); err != nil {
-		return err
+	cfg, err := config.Load(filepath.Join(repo, "examples", "demo.yaml"))
+	if err != nil {
+		return nil, err
 	}
-	if _, err := vault.Client().KVv2("secret").Put(ctx, "shop/shop/db", map[string]any{
-		"username": "shop", "password": demoPassword,
-	}); err != nil {
-		return err
+	b := &bootstrapper{config: filepath.Join(work, "blinkchamber.yaml"), kubeconfig: filepath.Join(work, "kubeconfig"),
+		keys: filepath.Join(work, "keys", "vault-keys.json")}
+	cfg.Vault.Address = vault.Addr()
+	cfg.Vault.Seal.Shamir.KeyStore.Path = b.keys
+	cfg.Vault.Audit.Path = filepath.Join(work, "vault-audit.log")
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, err
 	}
-	s.say("Vault: kubernetes auth trusts this API server; role shop (ServiceAccount shop/shop) may read secret/data/shop/shop/*; secret/data/shop/shop/db written")
+	if err := os.WriteFile(b.config, out, 0o600); err != nil {
+		return nil, err
+	}
+	return b, kube.WriteKubeconfig(b.kubeconfig)
+}
+
+func (b *bootstrapper) run(out io.Writer, args ...string) error {
+	full := append([]string{"--config", b.config, "--kubeconfig", b.kubeconfig}, args...)
+	if code := cli.Main(full, indent{out}, indent{out}); code != 0 {
+		return fmt.Errorf("blinkchamber %s exited %d", strings.Join(args, " "), code)
+	}
 	return nil
+}
+
+// indent prefixes the command's lines so they read as its output.
+type indent struct{ w io.Writer }
+
+func (i indent) Write(p []byte) (int, error) {
+	text := strings.TrimRight(string(p), "\n")
+	_, err := fmt.Fprintln(i.w, "          | "+strings.ReplaceAll(text, "\n", "\n          | "))
+	return len(p), err
 }
 
 // runAgent runs the injected agent container as the kubelet would, shows
 // the rendered files, rotates the secret and shows the change.
-func runAgent(ctx context.Context, s *step, kube *harness.Kube, vault *harness.Vault, agentBin string) error {
+func runAgent(ctx context.Context, s *step, kube *harness.Kube, boot *bootstrapper, agentBin string) error {
 	s.say("running pod shop/shop's injected agent with the kubelet shim (TokenRequest token, tmpfs volume, the container's own command and env)")
 	run, err := kube.RunPod(ctx, "shop", "shop", harness.ShimOptions{Binaries: map[string]string{agentImage: agentBin}})
 	if err != nil {
@@ -74,45 +107,65 @@ func runAgent(ctx context.Context, s *step, kube *harness.Kube, vault *harness.V
 	}()
 	dir := run.VolumeDir(mutate.SecretsVolume)
 	s.say("startup probe passed: the first render is complete; the app containers would start now")
-	if err := showFiles(s, dir, ""); err != nil {
+	before, err := showFiles(s, dir)
+	if err != nil {
 		return err
 	}
-	rotated := fmt.Sprintf("rotated-%d", time.Now().UnixNano())
 	start := time.Now()
-	if _, err := vault.Client().KVv2("secret").Put(ctx, "shop/shop/db", map[string]any{"username": "shop", "password": rotated}); err != nil {
+	s.say("running: blinkchamber secrets rotate shop/db")
+	if err := boot.run(s.out, "secrets", "rotate", "shop/db"); err != nil {
 		return err
 	}
-	s.say("rotated secret/data/shop/shop/db in Vault; waiting for the file to change (render interval 1s)")
-	if err := waitContains(ctx, filepath.Join(dir, "db"), rotated, 10*time.Second); err != nil {
+	if err := waitChange(ctx, filepath.Join(dir, "db"), before, 10*time.Second); err != nil {
 		return err
 	}
-	s.say("the agent rewrote the files %.1fs after the rotation:", time.Since(start).Seconds())
-	return showFiles(s, dir, rotated)
+	s.say("the agent rewrote the files %.1fs after the rotation (render interval 1s):", time.Since(start).Seconds())
+	_, err = showFiles(s, dir)
+	return err
 }
 
-func showFiles(s *step, dir, mask string) error {
+// showFiles prints the rendered files with every value masked but the demo
+// value, and returns the db file's content.
+func showFiles(s *step, dir string) (string, error) {
+	var db string
 	for _, name := range []string{"db", "db-url"} {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
-			return err
+			return "", err
 		}
 		st, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
-			return err
+			return "", err
 		}
-		text := strings.TrimRight(string(b), "\n")
-		if mask != "" {
-			text = strings.ReplaceAll(text, mask, "********")
+		if name == "db" {
+			db = string(b)
 		}
-		s.say("  /blinkchamber/secrets/%s (mode %04o): %s", name, st.Mode().Perm(), strings.ReplaceAll(text, "\n", " | "))
+		s.say("  /blinkchamber/secrets/%s (mode %04o, %d bytes): %s", name, st.Mode().Perm(), len(b), mask(string(b)))
 	}
-	return nil
+	return db, nil
 }
 
-func waitContains(ctx context.Context, path, want string, within time.Duration) error {
+// mask hides every value except the demo's fake one and the username.
+func mask(text string) string {
+	var out []string
+	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		switch {
+		case ok && (v == demoValue || k == "username"):
+			out = append(out, line)
+		case ok:
+			out = append(out, k+": "+strings.Repeat("*", 8)+fmt.Sprintf(" (%d characters)", len(v)))
+		default:
+			out = append(out, "******** (masked)")
+		}
+	}
+	return strings.Join(out, " | ")
+}
+
+func waitChange(ctx context.Context, path, before string, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), want) {
+		if b, err := os.ReadFile(path); err == nil && string(b) != before {
 			return nil
 		}
 		select {

@@ -1,10 +1,11 @@
 // Command demo runs blinkchamber end to end on loopback: real etcd,
-// kube-apiserver and Vault built from Go modules, the injector behind a real
-// MutatingWebhookConfiguration over TLS, a pod created through the API
-// server, and its injected agent run by the kubelet shim, rendering a secret
-// and rotating it. It prints what happens and leaves no process behind.
-//
-// The bootstrap command replaces the hand-made Vault setup when it lands.
+// kube-apiserver and Vault built from Go modules; `blinkchamber bootstrap`
+// initialises, unseals and provisions Vault from examples/demo.yaml; the
+// injector runs behind a real MutatingWebhookConfiguration over TLS; a pod
+// is created through the API server and its injected agent, run by the
+// kubelet shim, renders the app's secret; `blinkchamber secrets rotate`
+// rotates it and the file follows. It prints what happens and leaves no
+// process behind.
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -63,7 +65,12 @@ func run(ctx context.Context, out io.Writer) error {
 	}()
 	s.say("kube-apiserver is up at %s", kube.Config.Host)
 
-	vault, err := harness.StartVaultDev(ctx, out)
+	work, err := os.MkdirTemp("", "blinkchamber-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	vault, err := harness.StartVaultServer(ctx, out, filepath.Join(work, "vault"), "")
 	if err != nil {
 		return err
 	}
@@ -71,7 +78,7 @@ func run(ctx context.Context, out io.Writer) error {
 		s.say("stopping Vault")
 		_ = vault.Stop()
 	}()
-	s.say("Vault dev server is up at %s", vault.Addr())
+	s.say("Vault server (file storage, not initialised, sealed) is up at %s", vault.Addr())
 	agentBin, cleanup, err := buildAgent(ctx)
 	if err != nil {
 		return err
@@ -87,20 +94,26 @@ func run(ctx context.Context, out io.Writer) error {
 		_ = inj.Stop()
 	}()
 
-	if err := kube.Namespace(ctx, "shop", true, "shop"); err != nil {
+	boot, err := newBootstrapper(work, kube, vault)
+	if err != nil {
+		return err
+	}
+	s.say("running: blinkchamber bootstrap base vault secrets  (config: examples/demo.yaml)")
+	if err := boot.run(out, "bootstrap", "base", "vault", "secrets"); err != nil {
+		return err
+	}
+	s.say("running it again: a second bootstrap changes nothing")
+	if err := boot.run(out, "bootstrap", "base", "vault", "secrets"); err != nil {
 		return err
 	}
 	if err := kube.Namespace(ctx, "legacy", false, "shop"); err != nil {
 		return err
 	}
-	s.say("namespace shop is labelled %s=enabled; namespace legacy is not", harness.InjectionLabel)
-	if err := provisionVault(ctx, s, kube, vault); err != nil {
-		return err
-	}
+	s.say("namespace shop was labelled %s=enabled by bootstrap; namespace legacy is not", harness.InjectionLabel)
 	if err := injectedPod(ctx, s, kube); err != nil {
 		return err
 	}
-	if err := runAgent(ctx, s, kube, vault, agentBin); err != nil {
+	if err := runAgent(ctx, s, kube, boot, agentBin); err != nil {
 		return err
 	}
 	if err := refusedPod(ctx, s, kube); err != nil {

@@ -1,0 +1,95 @@
+package bootstrap
+
+import (
+	"context"
+	"time"
+
+	"github.com/blinkchamber/blinkchamber/pkg/bootstrap/keystore"
+)
+
+// Spec is everything the steps need, resolved from the config once: file
+// contents read, defaults applied. Steps never read the config themselves.
+type Spec struct {
+	Environment string
+	Seal        Seal
+	Keys        keystore.Store
+	Audit       Audit
+	KubeAuth    KubeAuth
+	KVMount     string
+	TokenTTL    time.Duration
+	Apps        []App
+	// ChartDir is where the apps phase finds the chart.
+	ChartDir string
+}
+
+// Seal says how Vault is initialised and unsealed.
+type Seal struct {
+	// Kind is "shamir", "transit" or "awskms".
+	Kind      string
+	Shares    int
+	Threshold int
+}
+
+// AutoUnseal reports whether Vault unseals itself (transit, awskms): init
+// then returns recovery keys, and bootstrap only verifies the seal.
+func (s Seal) AutoUnseal() bool { return s.Kind != "shamir" }
+
+// Audit is the audit device.
+type Audit struct {
+	// Type is "file", "socket" or "none".
+	Type string
+	Path string
+}
+
+// KubeAuth is the kubernetes auth method.
+type KubeAuth struct {
+	Path   string // mount, e.g. "kubernetes"
+	Host   string
+	CAPEM  string
+	// ReviewerJWT mints the token Vault uses for TokenReview calls.
+	ReviewerJWT            func(ctx context.Context) (string, error)
+	ReviewerNamespace      string
+	ReviewerServiceAccount string
+}
+
+// App is one application's Vault identity and secrets.
+type App struct {
+	Name           string
+	Namespace      string
+	ServiceAccount string
+	Policy         string
+	Role           string
+	Secrets        []Secret
+	Database       *Database
+}
+
+// Secret is one KV v2 secret of an app.
+type Secret struct {
+	Name string
+	// Path is the KV v2 path inside the mount: <namespace>/<app>/<name>.
+	Path string
+	// Literal values are owned by the config: drift is repaired.
+	Literal map[string]string
+	// Imported values come from files: drift is repaired.
+	Imported map[string]string
+	// Generate makes the values generated once; they are never overwritten
+	// (only `secrets rotate` replaces them).
+	Generate map[string]func() (string, error)
+}
+
+// Database is an app's dynamic PostgreSQL credentials.
+type Database struct {
+	Connection    string // Vault connection name
+	ConnectionURL string // with {{username}}/{{password}} templating
+	Username      string
+	Password      string
+	Roles         []DBRole
+}
+
+// DBRole is one database secrets engine role.
+type DBRole struct {
+	Name               string
+	DefaultTTL         time.Duration
+	MaxTTL             time.Duration
+	CreationStatements string
+}

@@ -1,0 +1,260 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/blinkchamber/blinkchamber/pkg/bootstrap/keystore"
+)
+
+// vaultSteps is phase 2: init, keys stored, unseal, token, audit, kubernetes
+// auth.
+func vaultSteps(spec *Spec, c *api.Client) []Step {
+	p := PhaseVault
+	return []Step{
+		{Phase: p, Name: "initialise", Check: checkInit(spec, c), Apply: applyInit(spec, c)},
+		{Phase: p, Name: "unseal", Check: checkUnseal(spec, c), Apply: applyUnseal(spec, c)},
+		{Phase: p, Name: "admin token", Check: checkToken(spec, c), Apply: func(context.Context) error { return nil }},
+		{Phase: p, Name: "audit device", Check: checkAudit(spec, c), Apply: applyAudit(spec, c)},
+		{Phase: p, Name: "kubernetes auth method", Check: checkAuthMount(spec, c), Apply: applyAuthMount(spec, c)},
+		{Phase: p, Name: "kubernetes auth config", Check: checkAuthConfig(spec, c), Apply: applyAuthConfig(spec, c)},
+	}
+}
+
+func checkInit(spec *Spec, c *api.Client) func(context.Context) (Change, error) {
+	return func(ctx context.Context) (Change, error) {
+		ok, err := c.Sys().InitStatusWithContext(ctx)
+		if err != nil {
+			return Change{}, fmt.Errorf("asking Vault whether it is initialised: %w", err)
+		}
+		if ok {
+			return Unchanged("already initialised"), nil
+		}
+		return Needs("initialise (%s, %d shares, threshold %d) and store the keys in %s",
+			spec.Seal.Kind, spec.Seal.Shares, spec.Seal.Threshold, spec.Keys.Describe()), nil
+	}
+}
+
+// applyInit initialises Vault and stores the keys before anything else. The
+// keys exist only in Vault's answer, so SIGINT and SIGTERM are held off
+// between the request and the store's fsync: an interrupted run never
+// loses them. (SIGKILL cannot be held off; that window is one local write.)
+func applyInit(spec *Spec, c *api.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if _, err := spec.Keys.Load(ctx); err == nil {
+			return fmt.Errorf("%s already holds keys but Vault is not initialised: refusing to initialise again and replace them (another Vault's keys, or Vault's storage was wiped)", spec.Keys.Describe())
+		} else if !errors.Is(err, keystore.ErrNotFound) {
+			return fmt.Errorf("reading %s: %w", spec.Keys.Describe(), err)
+		}
+		req := &api.InitRequest{SecretShares: spec.Seal.Shares, SecretThreshold: spec.Seal.Threshold}
+		if spec.Seal.AutoUnseal() {
+			req = &api.InitRequest{RecoveryShares: spec.Seal.Shares, RecoveryThreshold: spec.Seal.Threshold}
+		}
+		signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		defer signal.Reset(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		// The request must complete even if ctx is cancelled meanwhile.
+		resp, err := c.Sys().InitWithContext(context.WithoutCancel(ctx), req)
+		if err != nil {
+			return fmt.Errorf("initialising Vault: %w", err)
+		}
+		keys := &keystore.Keys{UnsealKeysB64: resp.KeysB64, RootToken: resp.RootToken,
+			Threshold: spec.Seal.Threshold, CreatedAt: time.Now().UTC()}
+		if spec.Seal.AutoUnseal() {
+			keys.UnsealKeysB64 = resp.RecoveryKeysB64
+		}
+		if err := spec.Keys.Save(context.WithoutCancel(ctx), keys); err != nil {
+			return fmt.Errorf("Vault is initialised but its keys could not be stored in %s: %w; "+
+				"they are lost unless you saved this run's output (they are never printed)", spec.Keys.Describe(), err)
+		}
+		return nil
+	}
+}
+
+func checkUnseal(spec *Spec, c *api.Client) func(context.Context) (Change, error) {
+	return func(ctx context.Context) (Change, error) {
+		st, err := c.Sys().SealStatusWithContext(ctx)
+		if err != nil {
+			return Change{}, fmt.Errorf("reading the seal status: %w", err)
+		}
+		switch {
+		case !st.Initialized:
+			return Change{}, fmt.Errorf("%w: Vault is not initialised", ErrBlocked)
+		case !st.Sealed:
+			return Unchanged(fmt.Sprintf("unsealed (%s seal)", st.Type)), nil
+		case spec.Seal.AutoUnseal():
+			return Change{}, fmt.Errorf("Vault uses %s auto-unseal but is sealed: check its seal configuration and access to the %s key", st.Type, spec.Seal.Kind)
+		}
+		return Needs("unseal with %d of %d keys from %s", st.T, st.N, spec.Keys.Describe()), nil
+	}
+}
+
+func applyUnseal(spec *Spec, c *api.Client) func(context.Context) error {
+	return func(ctx context.Context) error { return Unseal(ctx, c, spec.Keys) }
+}
+
+// Unseal submits keys from the store until Vault is unsealed.
+func Unseal(ctx context.Context, c *api.Client, store keystore.Store) error {
+	keys, err := store.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("reading unseal keys from %s: %w", store.Describe(), err)
+	}
+	for i, k := range keys.UnsealKeysB64 {
+		st, err := c.Sys().UnsealWithContext(ctx, k)
+		if err != nil {
+			return fmt.Errorf("submitting unseal key %d of %s: %w", i+1, store.Describe(), err)
+		}
+		if !st.Sealed {
+			return nil
+		}
+	}
+	return fmt.Errorf("Vault is still sealed after every key in %s: they belong to another Vault", store.Describe())
+}
+
+// checkToken installs the token bootstrap works with: the root token from
+// the key store. It changes nothing in Vault.
+func checkToken(spec *Spec, c *api.Client) func(context.Context) (Change, error) {
+	return func(ctx context.Context) (Change, error) {
+		keys, err := spec.Keys.Load(ctx)
+		if errors.Is(err, keystore.ErrNotFound) {
+			return Change{}, fmt.Errorf("%w: no keys in %s yet", ErrBlocked, spec.Keys.Describe())
+		}
+		if err != nil {
+			return Change{}, fmt.Errorf("reading %s: %w", spec.Keys.Describe(), err)
+		}
+		c.SetToken(keys.RootToken)
+		if _, err := c.Auth().Token().LookupSelfWithContext(ctx); err != nil {
+			if sealed(ctx, c) {
+				return Change{}, fmt.Errorf("%w: Vault is sealed", ErrBlocked)
+			}
+			return Change{}, fmt.Errorf("the token in %s is not valid for this Vault: %w", spec.Keys.Describe(), err)
+		}
+		return Unchanged("using the token from " + spec.Keys.Describe()), nil
+	}
+}
+
+// UseAdminToken points c at the token bootstrap works with.
+func UseAdminToken(ctx context.Context, spec *Spec, c *api.Client) error {
+	_, err := checkToken(spec, c)(ctx)
+	return err
+}
+
+func sealed(ctx context.Context, c *api.Client) bool {
+	st, err := c.Sys().SealStatusWithContext(ctx)
+	return err != nil || st.Sealed
+}
+
+const auditName = "blinkchamber"
+
+func checkAudit(spec *Spec, c *api.Client) func(context.Context) (Change, error) {
+	return func(ctx context.Context) (Change, error) {
+		if spec.Audit.Type == "none" {
+			return Unchanged("no audit device configured"), nil
+		}
+		devices, err := c.Sys().ListAuditWithContext(ctx)
+		if err != nil {
+			return Change{}, blockedIfUnready(ctx, c, fmt.Errorf("listing audit devices: %w", err))
+		}
+		if d, ok := devices[auditName+"/"]; ok {
+			if d.Type == spec.Audit.Type && d.Options["file_path"] == spec.Audit.Path {
+				return Unchanged(fmt.Sprintf("%s audit device at %s", d.Type, spec.Audit.Path)), nil
+			}
+			return Change{}, fmt.Errorf("audit device %s/ is %s %q, the config says %s %q: audit devices are not changed automatically (disable it by hand first)",
+				auditName, d.Type, d.Options["file_path"], spec.Audit.Type, spec.Audit.Path)
+		}
+		return Needs("enable a %s audit device at %s", spec.Audit.Type, spec.Audit.Path), nil
+	}
+}
+
+func applyAudit(spec *Spec, c *api.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		opts := map[string]string{"file_path": spec.Audit.Path}
+		return c.Sys().EnableAuditWithOptionsWithContext(ctx, auditName, &api.EnableAuditOptions{Type: spec.Audit.Type, Options: opts})
+	}
+}
+
+// blockedIfUnready turns an error caused by a sealed or tokenless Vault
+// into ErrBlocked (during a plan, earlier steps would fix it).
+func blockedIfUnready(ctx context.Context, c *api.Client, err error) error {
+	if c.Token() == "" || sealed(ctx, c) {
+		return fmt.Errorf("%w: %w", ErrBlocked, err)
+	}
+	return err
+}
+
+func checkAuthMount(spec *Spec, c *api.Client) func(context.Context) (Change, error) {
+	return func(ctx context.Context) (Change, error) {
+		auths, err := c.Sys().ListAuthWithContext(ctx)
+		if err != nil {
+			return Change{}, blockedIfUnready(ctx, c, fmt.Errorf("listing auth methods: %w", err))
+		}
+		if a, ok := auths[spec.KubeAuth.Path+"/"]; ok {
+			if a.Type != "kubernetes" {
+				return Change{}, fmt.Errorf("auth/%s is a %s auth method, not kubernetes", spec.KubeAuth.Path, a.Type)
+			}
+			return Unchanged("enabled at auth/" + spec.KubeAuth.Path), nil
+		}
+		return Needs("enable at auth/%s", spec.KubeAuth.Path), nil
+	}
+}
+
+func applyAuthMount(spec *Spec, c *api.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		return c.Sys().EnableAuthWithOptionsWithContext(ctx, spec.KubeAuth.Path, &api.EnableAuthOptions{Type: "kubernetes"})
+	}
+}
+
+func checkAuthConfig(spec *Spec, c *api.Client) func(context.Context) (Change, error) {
+	return func(ctx context.Context) (Change, error) {
+		s, err := c.Logical().ReadWithContext(ctx, "auth/"+spec.KubeAuth.Path+"/config")
+		if err != nil {
+			return Change{}, blockedIfUnready(ctx, c, fmt.Errorf("reading the kubernetes auth config: %w", err))
+		}
+		if s == nil || s.Data == nil {
+			return Needs("trust the API server at %s", spec.KubeAuth.Host), nil
+		}
+		var drift []string
+		if s.Data["kubernetes_host"] != spec.KubeAuth.Host {
+			drift = append(drift, "kubernetes_host")
+		}
+		if strings.TrimSpace(fmt.Sprint(s.Data["kubernetes_ca_cert"])) != strings.TrimSpace(spec.KubeAuth.CAPEM) {
+			drift = append(drift, "kubernetes_ca_cert")
+		}
+		if set, _ := s.Data["token_reviewer_jwt_set"].(bool); !set {
+			drift = append(drift, "token_reviewer_jwt")
+		}
+		if len(drift) > 0 {
+			return Needs("repair %s", strings.Join(drift, ", ")), nil
+		}
+		return Unchanged("trusts the API server at " + spec.KubeAuth.Host), nil
+	}
+}
+
+func applyAuthConfig(spec *Spec, c *api.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		jwt, err := spec.KubeAuth.ReviewerJWT(ctx)
+		if err != nil {
+			return fmt.Errorf("minting the token reviewer's token: %w", err)
+		}
+		_, err = c.Logical().WriteWithContext(ctx, "auth/"+spec.KubeAuth.Path+"/config", map[string]any{
+			"kubernetes_host": spec.KubeAuth.Host, "kubernetes_ca_cert": spec.KubeAuth.CAPEM, "token_reviewer_jwt": jwt,
+		})
+		return err
+	}
+}
+
+// readFile reads a config-named file, naming it in the error.
+func readFile(what, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}

@@ -1,0 +1,215 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/vault/api"
+	authv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/blinkchamber/blinkchamber/pkg/bootstrap"
+	"github.com/blinkchamber/blinkchamber/pkg/bootstrap/config"
+	"github.com/blinkchamber/blinkchamber/pkg/bootstrap/keystore"
+)
+
+// environment is the loaded config turned into what the steps act on.
+type environment struct {
+	cfg     *config.Config
+	spec    *bootstrap.Spec
+	targets bootstrap.Targets
+}
+
+// reviewerTokenLifetime is what bootstrap asks for the token Vault uses for
+// TokenReview; the API server may grant less, and a later bootstrap run
+// repairs an expired one.
+const reviewerTokenLifetime = 365 * 24 * 3600
+
+func load(ctx context.Context, o *Options) (*environment, error) {
+	cfg, err := config.Load(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	if o.Env != "" && o.Env != string(cfg.Environment) {
+		return nil, &usageError{fmt.Sprintf("--env %s, but %s is for %s: refusing to apply one environment's config to another", o.Env, o.Config, cfg.Environment)}
+	}
+	rc, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	kc, err := client.New(rc, client.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("Kubernetes client: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("Kubernetes client: %w", err)
+	}
+	vc, err := vaultClient(cfg.Vault)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := buildSpec(cfg, rc, kc, cs)
+	if err != nil {
+		return nil, err
+	}
+	return &environment{cfg: cfg, spec: spec, targets: bootstrap.Targets{Kube: kc, Vault: vc, VaultAddr: cfg.Vault.Address}}, nil
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules.ExplicitPath = kubeconfig
+	}
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
+	}
+	return rc, nil
+}
+
+func vaultClient(v config.Vault) (*api.Client, error) {
+	vc := api.DefaultConfig()
+	vc.Address = v.Address
+	// A sealed Vault answers 503, which the client would retry with
+	// backoff on every step; bootstrap's steps decide themselves, and a
+	// failed run is simply run again.
+	vc.MaxRetries = 0
+	if v.CAFile != "" {
+		if err := vc.ConfigureTLS(&api.TLSConfig{CACert: v.CAFile}); err != nil {
+			return nil, fmt.Errorf("vault.caFile: %w", err)
+		}
+	}
+	c, err := api.NewClient(vc)
+	if err != nil {
+		return nil, fmt.Errorf("Vault client: %w", err)
+	}
+	// Bootstrap's identity comes from the key store only.
+	c.ClearToken()
+	c.ClearNamespace()
+	return c, nil
+}
+
+func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kubernetes.Interface) (*bootstrap.Spec, error) {
+	v := cfg.Vault
+	spec := &bootstrap.Spec{
+		Environment: string(cfg.Environment),
+		Audit:       bootstrap.Audit{Type: string(v.Audit.Type), Path: v.Audit.Path},
+		KVMount:     v.KVMount,
+		TokenTTL:    v.TokenTTL.Duration,
+		ChartDir:    "charts/blinkchamber",
+	}
+	spec.Seal = seal(v.Seal)
+	ks := v.Seal.KeyStore()
+	switch ks.Type {
+	case config.KeyStoreKubernetesSecret:
+		spec.Keys = keystore.NewKubernetesSecret(kc, ks.Namespace, ks.Name)
+	default:
+		spec.Keys = keystore.NewFile(ks.Path)
+	}
+	ka, err := kubeAuth(v.KubernetesAuth, rc, cs)
+	if err != nil {
+		return nil, err
+	}
+	spec.KubeAuth = ka
+	for i, a := range cfg.Apps {
+		app, err := buildApp(v, a)
+		if err != nil {
+			return nil, fmt.Errorf("apps[%d] (%s): %w", i, a.Name, err)
+		}
+		spec.Apps = append(spec.Apps, app)
+	}
+	return spec, nil
+}
+
+func seal(s config.Seal) bootstrap.Seal {
+	switch s.Kind() {
+	case config.SealShamir:
+		return bootstrap.Seal{Kind: "shamir", Shares: s.Shamir.Shares, Threshold: s.Shamir.Threshold}
+	case config.SealTransit:
+		return bootstrap.Seal{Kind: "transit", Shares: 1, Threshold: 1}
+	}
+	return bootstrap.Seal{Kind: "awskms", Shares: 1, Threshold: 1}
+}
+
+func kubeAuth(k config.KubernetesAuth, rc *rest.Config, cs kubernetes.Interface) (bootstrap.KubeAuth, error) {
+	ka := bootstrap.KubeAuth{Path: k.Path, Host: k.Host, CAPEM: string(rc.CAData),
+		ReviewerNamespace: k.ReviewerNamespace, ReviewerServiceAccount: k.ReviewerServiceAccount}
+	if ka.Host == "" {
+		ka.Host = rc.Host
+	}
+	if k.CAFile != "" {
+		b, err := os.ReadFile(k.CAFile)
+		if err != nil {
+			return ka, fmt.Errorf("vault.kubernetesAuth.caFile: %w", err)
+		}
+		ka.CAPEM = string(b)
+	}
+	ka.ReviewerJWT = func(ctx context.Context) (string, error) {
+		tr, err := cs.CoreV1().ServiceAccounts(k.ReviewerNamespace).CreateToken(ctx, k.ReviewerServiceAccount,
+			&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(reviewerTokenLifetime))}}, metav1.CreateOptions{})
+		if err != nil {
+			return "", err
+		}
+		return tr.Status.Token, nil
+	}
+	return ka, nil
+}
+
+func buildApp(v config.Vault, a config.App) (bootstrap.App, error) {
+	app := bootstrap.App{Name: a.Name, Namespace: a.Namespace, ServiceAccount: a.ServiceAccount,
+		Policy: a.PolicyName(), Role: a.RoleName()}
+	for _, s := range a.Secrets {
+		sec := bootstrap.Secret{Name: s.Name, Path: a.KVPath(v.KVMount, s.Name), Literal: s.Data,
+			Imported: map[string]string{}, Generate: map[string]func() (string, error){}}
+		for key, file := range s.FromFile {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return app, fmt.Errorf("secrets %s, fromFile %s: %w", s.Name, key, err)
+			}
+			sec.Imported[key] = strings.TrimRight(string(b), "\r\n")
+		}
+		for key, g := range s.Generate {
+			sec.Generate[key] = func() (string, error) { return config.Generate(g) }
+		}
+		app.Secrets = append(app.Secrets, sec)
+	}
+	if a.Postgres != nil {
+		db, err := database(a)
+		if err != nil {
+			return app, err
+		}
+		app.Database = db
+	}
+	return app, nil
+}
+
+func database(a config.App) (*bootstrap.Database, error) {
+	c := a.Postgres.Connection
+	pw, err := os.ReadFile(c.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("postgres.connection.passwordFile: %w", err)
+	}
+	u := url.URL{Scheme: "postgresql", Host: net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), Path: "/" + c.Database,
+		RawQuery: "sslmode=" + string(c.SSLMode)}
+	db := &bootstrap.Database{
+		Connection:    a.Namespace + "-" + a.Name,
+		ConnectionURL: strings.Replace(u.String(), "postgresql://", "postgresql://{{username}}:{{password}}@", 1),
+		Username:      c.Username, Password: strings.TrimRight(string(pw), "\r\n"),
+	}
+	for _, r := range a.Postgres.Roles {
+		db.Roles = append(db.Roles, bootstrap.DBRole{Name: r.Name, DefaultTTL: r.DefaultTTL.Duration,
+			MaxTTL: r.MaxTTL.Duration, CreationStatements: r.CreationStatements})
+	}
+	return db, nil
+}

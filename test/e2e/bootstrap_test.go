@@ -1,0 +1,383 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/blinkchamber/blinkchamber/pkg/mutate"
+	"github.com/blinkchamber/blinkchamber/test/harness"
+	"github.com/blinkchamber/blinkchamber/test/toolchain"
+)
+
+var cliOnce struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// cliBinary builds cmd/blinkchamber once per test run.
+func cliBinary(t *testing.T) string {
+	t.Helper()
+	cliOnce.once.Do(func() {
+		repo, err := toolchain.RepoRoot()
+		if err != nil {
+			cliOnce.err = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "blinkchamber-cli-")
+		if err != nil {
+			cliOnce.err = err
+			return
+		}
+		cliOnce.bin = filepath.Join(dir, "blinkchamber")
+		cmd := exec.Command("go", "build", "-o", cliOnce.bin, "./cmd/blinkchamber")
+		cmd.Dir = repo
+		if out, err := cmd.CombinedOutput(); err != nil {
+			cliOnce.err = fmt.Errorf("building blinkchamber: %w\n%s", err, out)
+		}
+	})
+	if cliOnce.err != nil {
+		t.Fatal(cliOnce.err)
+	}
+	return cliOnce.bin
+}
+
+// bootEnv is one uninitialised Vault, a kubeconfig and a config file for it.
+type bootEnv struct {
+	vault      *harness.Vault
+	dir        string
+	config     string
+	kubeconfig string
+	keys       string
+	allOutput  bytes.Buffer
+}
+
+func newBootEnv(t *testing.T, ctx context.Context, prefix string) *bootEnv {
+	t.Helper()
+	e := &bootEnv{dir: t.TempDir()}
+	v, err := harness.StartVaultServer(ctx, os.Stderr, filepath.Join(e.dir, "vault"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Stop() })
+	e.vault = v
+	e.kubeconfig = filepath.Join(e.dir, "kubeconfig")
+	if err := kube.WriteKubeconfig(e.kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	e.keys = filepath.Join(e.dir, "keys", "vault-keys.json")
+	e.config = filepath.Join(e.dir, "blinkchamber.yaml")
+	cfg := fmt.Sprintf(`environment: development
+vault:
+  address: %s
+  seal:
+    shamir:
+      shares: 3
+      threshold: 2
+      keyStore:
+        type: file
+        path: %s
+  audit:
+    type: file
+    path: %s
+  kubernetesAuth:
+    reviewerNamespace: %s-system
+apps:
+  - name: shop
+    namespace: %s-shop
+    serviceAccount: shop
+    secrets:
+      - name: db
+        data:
+          username: shop
+        generate:
+          password:
+            length: 24
+  - name: billing
+    namespace: %s-billing
+    serviceAccount: billing
+    secrets:
+      - name: api
+        generate:
+          key:
+            length: 32
+            charset: hex
+`, v.Addr(), e.keys, filepath.Join(e.dir, "audit.log"), prefix, prefix, prefix)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// run runs the CLI and returns its combined output and exit code.
+func (e *bootEnv) run(t *testing.T, ctx context.Context, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, cliBinary(t), append([]string{"--config", e.config, "--kubeconfig", e.kubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	e.allOutput.Write(out)
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	}
+	t.Fatalf("running blinkchamber %v: %v", args, err)
+	return "", -1
+}
+
+func (e *bootEnv) mustRun(t *testing.T, ctx context.Context, args ...string) string {
+	t.Helper()
+	out, code := e.run(t, ctx, args...)
+	if code != 0 {
+		t.Fatalf("blinkchamber %v exited %d:\n%s", args, code, out)
+	}
+	return out
+}
+
+const managedPhases = "base vault secrets"
+
+func TestBootstrapDevelopment(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	e := newBootEnv(t, ctx, "boot")
+	phases := strings.Fields(managedPhases)
+
+	t.Run("plan on a fresh Vault changes nothing", func(t *testing.T) {
+		out := e.mustRun(t, ctx, append([]string{"plan"}, phases...)...)
+		if !strings.Contains(out, "plan    initialise: initialise (shamir, 3 shares, threshold 2)") {
+			t.Errorf("plan does not show the init step:\n%s", out)
+		}
+		if init, _ := e.vault.Client().Sys().InitStatusWithContext(ctx); init {
+			t.Fatal("plan initialised Vault")
+		}
+	})
+
+	t.Run("bootstrap provisions everything", func(t *testing.T) {
+		out := e.mustRun(t, ctx, append([]string{"bootstrap"}, phases...)...)
+		t.Log(out)
+		st, err := os.Stat(e.keys)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("key store %v mode %v, want 0600", err, st)
+		}
+		if sealed, err := e.vault.Sealed(ctx); err != nil || sealed {
+			t.Fatalf("Vault sealed=%v err=%v after bootstrap", sealed, err)
+		}
+	})
+
+	t.Run("second run changes nothing", func(t *testing.T) {
+		out := e.mustRun(t, ctx, append([]string{"bootstrap"}, phases...)...)
+		if !strings.Contains(out, "done: 0 changed") {
+			t.Errorf("second bootstrap changed something:\n%s", out)
+		}
+		out = e.mustRun(t, ctx, "--output", "json", "plan", "base", "vault", "secrets")
+		if !strings.Contains(out, `"planned": 0`) {
+			t.Errorf("plan after bootstrap is not empty:\n%s", out)
+		}
+	})
+
+	root := rootClient(t, e)
+	t.Run("drift is shown by plan and repaired by bootstrap", func(t *testing.T) {
+		if err := root.Sys().PutPolicyWithContext(ctx, "blinkchamber-boot-shop-shop", `path "*" { capabilities = ["sudo","read"] }`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := root.Logical().DeleteWithContext(ctx, "auth/kubernetes/role/billing"); err != nil {
+			t.Fatal(err)
+		}
+		out := e.mustRun(t, ctx, append([]string{"plan"}, phases...)...)
+		for _, want := range []string{"plan    policy blinkchamber-boot-shop-shop: repair", "plan    kubernetes role billing: create"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("plan lacks %q:\n%s", want, out)
+			}
+		}
+		if !strings.Contains(out, "plan: 2 to change") {
+			t.Errorf("plan should count exactly two changes:\n%s", out)
+		}
+		out = e.mustRun(t, ctx, append([]string{"bootstrap"}, phases...)...)
+		if !strings.Contains(out, "done: 2 changed") {
+			t.Errorf("bootstrap should repair exactly two things:\n%s", out)
+		}
+	})
+
+	var password string
+	t.Run("generated secrets are never overwritten", func(t *testing.T) {
+		kv, err := root.KVv2("secret").Get(ctx, "boot-shop/shop/db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		password, _ = kv.Data["password"].(string)
+		if len(password) != 24 || kv.Data["username"] != "shop" {
+			t.Fatalf("secret data: username %v, password of %d characters", kv.Data["username"], len(password))
+		}
+		e.mustRun(t, ctx, append([]string{"bootstrap"}, phases...)...)
+		again, _ := root.KVv2("secret").Get(ctx, "boot-shop/shop/db")
+		if again.Data["password"] != password {
+			t.Fatal("a second bootstrap changed a generated password")
+		}
+	})
+
+	t.Run("secrets rotate replaces the generated value", func(t *testing.T) {
+		e.mustRun(t, ctx, "secrets", "rotate", "shop/db")
+		kv, _ := root.KVv2("secret").Get(ctx, "boot-shop/shop/db")
+		if kv.Data["password"] == password || kv.Data["username"] != "shop" {
+			t.Fatal("rotate did not replace the password, or touched the username")
+		}
+		password, _ = kv.Data["password"].(string)
+	})
+
+	t.Run("a pod of the bootstrapped app reads its own secret and not another app's", func(t *testing.T) {
+		env := agentEnv(t) // the agent binary
+		startBootInjector(t, ctx, e)
+		createPod(t, ctx, "boot-shop", "web", "shop", map[string]string{
+			mutate.AnnotationInject: "true", mutate.PrefixSecret + "db": "secret/data/boot-shop/shop/db",
+		})
+		run := kube.RunPodForTest(t, "boot-shop", "web", env.shim(nil))
+		got, err := os.ReadFile(filepath.Join(run.VolumeDir(mutate.SecretsVolume), "db"))
+		if err != nil || string(got) != "password: "+password+"\nusername: shop\n" {
+			t.Fatalf("rendered secret wrong (%v)", err)
+		}
+		createPod(t, ctx, "boot-shop", "thief", "shop", map[string]string{
+			mutate.AnnotationInject: "true", mutate.AnnotationMode: string(mutate.ModeInitOnly),
+			mutate.PrefixSecret + "api": "secret/data/boot-billing/billing/api",
+		})
+		_, err = kube.RunPod(ctx, "boot-shop", "thief", env.shim(nil))
+		var ce *harness.ContainerError
+		if !errors.As(err, &ce) || !strings.Contains(ce.Output, "secret/data/boot-billing/billing/api") || !strings.Contains(ce.Output, "permission denied") {
+			t.Fatalf("reading another app's path: %v", err)
+		}
+	})
+
+	t.Run("restart seals Vault; unseal unseals it from the key store", func(t *testing.T) {
+		if err := e.vault.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if sealed, _ := e.vault.Sealed(ctx); !sealed {
+			t.Fatal("Vault came back unsealed: the test proves nothing")
+		}
+		e.mustRun(t, ctx, "unseal")
+		if sealed, _ := e.vault.Sealed(ctx); sealed {
+			t.Fatal("still sealed after blinkchamber unseal")
+		}
+		out := e.mustRun(t, ctx, "status")
+		if !strings.Contains(out, "in sync") {
+			t.Errorf("status after unseal:\n%s", out)
+		}
+	})
+
+	t.Run("the apps phase says plainly that the chart is missing", func(t *testing.T) {
+		out, code := e.run(t, ctx, "bootstrap", "apps")
+		if code == 0 || !strings.Contains(out, "charts/blinkchamber") {
+			t.Errorf("apps phase exit %d:\n%s", code, out)
+		}
+	})
+
+	t.Run("no secret value, key or token in the output", func(t *testing.T) {
+		keys := readKeys(t, e.keys)
+		assertNoLeak(t, e.allOutput.String(), append(keys, password)...)
+	})
+}
+
+// rootClient is a Vault client with the root token from the key store.
+func rootClient(t *testing.T, e *bootEnv) *vaultapi.Client {
+	t.Helper()
+	c, err := e.vault.Client().Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := readKeys(t, e.keys)
+	c.SetToken(keys[len(keys)-1])
+	return c
+}
+
+// readKeys returns every unseal key and, last, the root token.
+func readKeys(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		UnsealKeysB64 []string `json:"unsealKeysB64"`
+		RootToken     string   `json:"rootToken"`
+	}
+	if err := json.Unmarshal(b, &k); err != nil || k.RootToken == "" || len(k.UnsealKeysB64) == 0 {
+		t.Fatalf("key store content: %v", err)
+	}
+	return append(k.UnsealKeysB64, k.RootToken)
+}
+
+func startBootInjector(t *testing.T, ctx context.Context, e *bootEnv) {
+	t.Helper()
+	cfg := injectorConfig()
+	cfg.AgentImage = agentImage
+	cfg.VaultAddr = e.vault.Addr()
+	cfg.CertDir = t.TempDir()
+	caPEM, err := harness.ServingCertDir(cfg.CertDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inj, err := kube.StartInjector(cfg, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inj.Stop() })
+	if err := inj.WaitServing(ctx, caPEM); err != nil {
+		t.Fatal(err)
+	}
+	createAndCleanup(t, ctx, harness.WebhookConfig("blinkchamber-e2e-boot", inj.URL(), caPEM, nil))
+}
+
+// TestBootstrapInterruptedAfterInit kills bootstrap right after Vault was
+// initialised and runs it again: it completes, and the keys are the ones
+// first stored.
+func TestBootstrapInterruptedAfterInit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	e := newBootEnv(t, ctx, "intr")
+	cmd := exec.CommandContext(ctx, cliBinary(t), "--config", e.config, "--kubeconfig", e.kubeconfig, "bootstrap", "base", "vault", "secrets")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	killed := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "changed initialise") {
+			_ = cmd.Process.Kill()
+			killed = true
+			break
+		}
+	}
+	_ = cmd.Wait()
+	if !killed {
+		t.Fatal("bootstrap never reported the init step")
+	}
+	first := readKeys(t, e.keys)
+	out := e.mustRun(t, ctx, "bootstrap", "base", "vault", "secrets")
+	if strings.Contains(out, "changed initialise") {
+		t.Fatalf("the rerun initialised again:\n%s", out)
+	}
+	if again := readKeys(t, e.keys); strings.Join(again, ",") != strings.Join(first, ",") {
+		t.Fatal("the keys changed after the interrupted run")
+	}
+	if sealed, _ := e.vault.Sealed(ctx); sealed {
+		t.Fatal("Vault is sealed after the rerun")
+	}
+}
