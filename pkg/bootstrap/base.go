@@ -208,4 +208,3 @@ func waitVault(c *api.Client, addr string) func(context.Context) (Change, error)
 		}
 	}
 }
-

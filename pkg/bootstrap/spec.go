@@ -43,9 +43,9 @@ type Audit struct {
 
 // KubeAuth is the kubernetes auth method.
 type KubeAuth struct {
-	Path   string // mount, e.g. "kubernetes"
-	Host   string
-	CAPEM  string
+	Path  string // mount, e.g. "kubernetes"
+	Host  string
+	CAPEM string
 	// ReviewerJWT mints the token Vault uses for TokenReview calls.
 	ReviewerJWT            func(ctx context.Context) (string, error)
 	ReviewerNamespace      string

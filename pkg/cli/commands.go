@@ -20,9 +20,9 @@ type statusReport struct {
 		Version     string `json:"version"`
 		Seal        string `json:"seal"`
 	} `json:"vault"`
-	KeyStore string             `json:"keyStore"`
-	Plan     *bootstrap.Report  `json:"plan"`
-	Apps     []appStatus        `json:"apps"`
+	KeyStore string            `json:"keyStore"`
+	Plan     *bootstrap.Report `json:"plan"`
+	Apps     []appStatus       `json:"apps"`
 }
 
 type appStatus struct {
