@@ -46,8 +46,9 @@ func baseSteps(spec *Spec, k client.Client, c *api.Client, vaultAddr string) []S
 		objectStep(p, k, &corev1.ServiceAccount{ObjectMeta: meta(spec.KubeAuth.ReviewerNamespace, spec.KubeAuth.ReviewerServiceAccount)},
 			"token reviewer ServiceAccount "+spec.KubeAuth.ReviewerNamespace+"/"+spec.KubeAuth.ReviewerServiceAccount, anyLive),
 		objectStep(p, k, reviewerBinding(spec), "ClusterRoleBinding to system:auth-delegator", sameBinding),
-		Step{Phase: p, Name: "vault answers", Check: waitVault(c, vaultAddr), Apply: func(context.Context) error { return nil }},
 	)
+	steps = append(steps, transitSteps(spec)...)
+	steps = append(steps, Step{Phase: p, Name: "vault answers", Check: waitVault(c, vaultAddr), Apply: noop})
 	return steps
 }
 

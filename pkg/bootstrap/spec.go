@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/hashicorp/vault/api"
+
 	"github.com/blinkchamber/blinkchamber/pkg/bootstrap/keystore"
 )
 
@@ -28,6 +30,25 @@ type Seal struct {
 	Kind      string
 	Shares    int
 	Threshold int
+	Transit   *TransitSeal
+	AWSKMS    *AWSKMSSeal
+}
+
+// TransitSeal is auto-unseal through another Vault's transit engine.
+type TransitSeal struct {
+	Address string
+	CAFile  string
+	Mount   string
+	Key     string
+	// Client talks to the transit Vault with the configured token.
+	Client *api.Client
+}
+
+// AWSKMSSeal is auto-unseal through AWS KMS (configuration only: no KMS
+// can be reached from here).
+type AWSKMSSeal struct {
+	Region   string
+	KMSKeyID string
 }
 
 // AutoUnseal reports whether Vault unseals itself (transit, awskms): init

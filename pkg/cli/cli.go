@@ -43,6 +43,7 @@ commands:
   status                                    Vault's state and what bootstrap manages
   unseal                                    unseal Vault with the keys from the key store
   secrets rotate <app>/<secret>             replace a secret's generated values
+  seal-config                               print the seal stanza of Vault's server config (transit, awskms)
   version                                   print the version
 
 flags:
@@ -124,6 +125,8 @@ func dispatch(ctx context.Context, o *Options, args []string, stdout, stderr io.
 		return status(ctx, o, stdout)
 	case "unseal":
 		return unseal(ctx, o, stdout)
+	case "seal-config":
+		return sealConfig(o, stdout)
 	case "secrets":
 		if len(args) != 3 || args[1] != "rotate" {
 			return &usageError{"usage: blinkchamber secrets rotate <app>/<secret>"}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/blinkchamber/blinkchamber/pkg/bootstrap"
+	"github.com/blinkchamber/blinkchamber/pkg/bootstrap/config"
 )
 
 // statusReport is what `status` prints: Vault's state, then what a plan of
@@ -131,4 +132,24 @@ func rotate(ctx context.Context, o *Options, target string, w io.Writer) error {
 		return fmt.Errorf("app %s has no secret %q in %s", appName, secretName, o.Config)
 	}
 	return fmt.Errorf("no app %q in %s", appName, o.Config)
+}
+
+// sealConfig prints the seal stanza for Vault's server config. It reads
+// only the config file: no cluster or Vault is contacted.
+func sealConfig(o *Options, w io.Writer) error {
+	cfg, err := config.Load(o.Config)
+	if err != nil {
+		return err
+	}
+	s, err := seal(cfg.Vault.Seal)
+	if err != nil {
+		return err
+	}
+	stanza := bootstrap.SealStanza(s)
+	if stanza == "" {
+		fmt.Fprintln(w, "# Shamir seal: Vault's default, no seal stanza; bootstrap unseals it with the keys from the key store")
+		return nil
+	}
+	fmt.Fprint(w, stanza)
+	return nil
 }

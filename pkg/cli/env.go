@@ -101,6 +101,7 @@ func vaultClient(v config.Vault) (*api.Client, error) {
 }
 
 func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kubernetes.Interface) (*bootstrap.Spec, error) {
+	var err error
 	v := cfg.Vault
 	spec := &bootstrap.Spec{
 		Environment: string(cfg.Environment),
@@ -109,7 +110,9 @@ func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kuberne
 		TokenTTL:    v.TokenTTL.Duration,
 		ChartDir:    "charts/blinkchamber",
 	}
-	spec.Seal = seal(v.Seal)
+	if spec.Seal, err = seal(v.Seal); err != nil {
+		return nil, err
+	}
 	ks := v.Seal.KeyStore()
 	switch ks.Type {
 	case config.KeyStoreKubernetesSecret:
@@ -132,14 +135,30 @@ func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kuberne
 	return spec, nil
 }
 
-func seal(s config.Seal) bootstrap.Seal {
+// Recovery keys of an auto-unsealed Vault: Vault's own defaults.
+const recoveryShares, recoveryThreshold = 5, 3
+
+func seal(s config.Seal) (bootstrap.Seal, error) {
 	switch s.Kind() {
 	case config.SealShamir:
-		return bootstrap.Seal{Kind: "shamir", Shares: s.Shamir.Shares, Threshold: s.Shamir.Threshold}
+		return bootstrap.Seal{Kind: "shamir", Shares: s.Shamir.Shares, Threshold: s.Shamir.Threshold}, nil
 	case config.SealTransit:
-		return bootstrap.Seal{Kind: "transit", Shares: 1, Threshold: 1}
+		t := s.Transit
+		c, err := vaultClient(config.Vault{Address: t.Address, CAFile: t.CAFile})
+		if err != nil {
+			return bootstrap.Seal{}, fmt.Errorf("vault.seal.transit: %w", err)
+		}
+		token, err := os.ReadFile(t.TokenFile)
+		if err != nil {
+			return bootstrap.Seal{}, fmt.Errorf("vault.seal.transit.tokenFile: %w", err)
+		}
+		c.SetToken(strings.TrimSpace(string(token)))
+		return bootstrap.Seal{Kind: "transit", Shares: recoveryShares, Threshold: recoveryThreshold,
+			Transit: &bootstrap.TransitSeal{Address: t.Address, CAFile: t.CAFile, Mount: t.Mount, Key: t.Key, Client: c}}, nil
 	}
-	return bootstrap.Seal{Kind: "awskms", Shares: 1, Threshold: 1}
+	a := s.AWSKMS
+	return bootstrap.Seal{Kind: "awskms", Shares: recoveryShares, Threshold: recoveryThreshold,
+		AWSKMS: &bootstrap.AWSKMSSeal{Region: a.Region, KMSKeyID: a.KMSKeyID}}, nil
 }
 
 func kubeAuth(k config.KubernetesAuth, rc *rest.Config, cs kubernetes.Interface) (bootstrap.KubeAuth, error) {

@@ -381,3 +381,107 @@ func TestBootstrapInterruptedAfterInit(t *testing.T) {
 		t.Fatal("Vault is sealed after the rerun")
 	}
 }
+
+// TestBootstrapStagingTransit: two real Vaults; bootstrap creates the
+// transit key on the first, the second starts with the seal stanza
+// `blinkchamber seal-config` prints, bootstrap initialises it (recovery
+// keys stored) and it unseals itself, also after a restart.
+func TestBootstrapStagingTransit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	transit := harness.VaultForTest(t)
+	tokenFile := filepath.Join(dir, "transit-token")
+	if err := os.WriteFile(tokenFile, []byte(transit.RootToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := &bootEnv{dir: dir, config: filepath.Join(dir, "staging.yaml"), kubeconfig: filepath.Join(dir, "kubeconfig"),
+		keys: filepath.Join(dir, "keys", "recovery.json")}
+	if err := kube.WriteKubeconfig(e.kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	// The managed Vault's address is known before it starts: bootstrap's
+	// base phase prepares the transit key, then waits for it.
+	managedDir := filepath.Join(dir, "managed")
+	cfg := fmt.Sprintf(`environment: staging
+vault:
+  address: %s
+  seal:
+    transit:
+      address: %s
+      key: autounseal
+      tokenFile: %s
+      keyStore:
+        type: file
+        path: %s
+  audit:
+    type: none
+  kubernetesAuth:
+    reviewerNamespace: stg-system
+apps:
+  - name: api
+    namespace: stg-api
+    secrets:
+      - name: token
+        generate:
+          value: {}
+`, "PLACEHOLDER", transit.Addr(), tokenFile, e.keys)
+	managed, err := harness.NewVaultServer(ctx, os.Stderr, managedDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = strings.Replace(cfg, "PLACEHOLDER", managed.Addr(), 1)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := exec.CommandContext(ctx, cliBinary(t), "--config", e.config, "--kubeconfig", e.kubeconfig, "bootstrap", "base")
+	var baseOut bytes.Buffer
+	base.Stdout, base.Stderr = &baseOut, &baseOut
+	if err := base.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the key, as a crash-looping Vault pod would.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		s, err := transit.Client().Logical().ReadWithContext(ctx, "transit/keys/autounseal")
+		if err == nil && s != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bootstrap never created the transit key:\n%s", baseOut.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stanza := e.mustRun(t, ctx, "seal-config")
+	if !strings.Contains(stanza, `seal "transit"`) || strings.Contains(stanza, transit.RootToken) {
+		t.Fatalf("seal-config:\n%s", stanza)
+	}
+	// The token reaches the server the way the stanza says: not in the file.
+	if err := managed.Start(ctx, stanza, "VAULT_TOKEN="+transit.RootToken); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = managed.Stop() })
+	if err := base.Wait(); err != nil {
+		t.Fatalf("bootstrap base: %v\n%s", err, baseOut.String())
+	}
+	out := e.mustRun(t, ctx, "bootstrap", "vault", "secrets")
+	if !strings.Contains(out, "unseal: unsealed (transit seal)") {
+		t.Errorf("Vault did not auto-unseal through transit:\n%s", out)
+	}
+	if err := managed.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		if sealed, err := managed.Sealed(ctx); err == nil && !sealed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the managed Vault did not unseal itself after a restart")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	keys := readKeys(t, e.keys)
+	e.allOutput.Write(baseOut.Bytes())
+	assertNoLeak(t, e.allOutput.String(), append(keys, transit.RootToken)...)
+}

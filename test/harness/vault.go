@@ -61,6 +61,7 @@ type Vault struct {
 	// sealHCL is an extra seal stanza (auto-unseal); unmanaged servers are
 	// left to the code under test to initialise and unseal.
 	sealHCL   string
+	env       []string
 	unmanaged bool
 }
 
@@ -123,21 +124,37 @@ func StartVault(ctx context.Context, progress io.Writer, dir string) (*Vault, er
 // It is for tests of code that initialises and unseals Vault (bootstrap).
 // sealHCL, when not empty, is added to the config (an auto-unseal stanza).
 func StartVaultServer(ctx context.Context, progress io.Writer, dir, sealHCL string) (*Vault, error) {
+	v, err := NewVaultServer(ctx, progress, dir)
+	if err != nil {
+		return nil, err
+	}
+	return v, v.Start(ctx, sealHCL)
+}
+
+// NewVaultServer prepares an unmanaged server (see StartVaultServer) and
+// chooses its port, without starting it: a test may need its address
+// first (a config that names it).
+func NewVaultServer(ctx context.Context, progress io.Writer, dir string) (*Vault, error) {
 	v, err := newVault(ctx, progress, dir)
 	if err != nil {
 		return nil, err
 	}
-	v.sealHCL, v.unmanaged = sealHCL, true
+	v.unmanaged = true
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		return nil, fmt.Errorf("creating Vault storage dir: %w", err)
 	}
-	if err := os.WriteFile(v.configPath(), []byte(v.serverConfig()), 0o600); err != nil {
-		return nil, fmt.Errorf("writing Vault config: %w", err)
-	}
-	if err := v.start(ctx); err != nil {
-		return nil, err
-	}
 	return v, nil
+}
+
+// Start writes the server config (with sealHCL added) and starts a server
+// made by NewVaultServer; env (KEY=value) is added to its environment, e.g.
+// VAULT_TOKEN for a transit seal.
+func (v *Vault) Start(ctx context.Context, sealHCL string, env ...string) error {
+	v.sealHCL, v.env = sealHCL, env
+	if err := os.WriteFile(v.configPath(), []byte(v.serverConfig()), 0o600); err != nil {
+		return fmt.Errorf("writing Vault config: %w", err)
+	}
+	return v.start(ctx)
 }
 
 // VaultForTest starts a dev server for one test and stops it at cleanup; if
@@ -248,7 +265,7 @@ func (v *Vault) args() []string {
 func (v *Vault) start(ctx context.Context) error {
 	// HOME points at Dir: a dev server stores its root token in
 	// ~/.vault-token, which must not touch the real home.
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + v.Dir}
+	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + v.Dir}, v.env...)
 	proc, err := startDaemon(v.bin, v.args(), env, v.LogFile, nil)
 	if err != nil {
 		return err
