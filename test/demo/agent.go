@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -65,7 +66,6 @@ func newBootstrapper(work string, kube *harness.Kube, vault *harness.Vault) (*bo
 		keys: filepath.Join(work, "keys", "vault-keys.json")}
 	cfg.Vault.Address = vault.Addr()
 	cfg.Vault.Seal.Shamir.KeyStore.Path = b.keys
-	cfg.Vault.Audit.Path = filepath.Join(work, "vault-audit.log")
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -154,7 +154,9 @@ func mask(text string) string {
 		case ok && (v == demoValue || k == "username"):
 			out = append(out, line)
 		case ok:
-			out = append(out, k+": "+strings.Repeat("*", 8)+fmt.Sprintf(" (%d characters)", len(v)))
+			// A short fingerprint shows that a value changed without showing it.
+			sum := sha256.Sum256([]byte(v))
+			out = append(out, fmt.Sprintf("%s: ******** (%d characters, sha256 %x...)", k, len(v), sum[:3]))
 		default:
 			out = append(out, "******** (masked)")
 		}

@@ -176,7 +176,7 @@ func injectedPod(ctx context.Context, s *step, kube *harness.Kube) error {
 		mutate.PrefixSecret + "db":       "secret/data/shop/shop/db",
 		mutate.PrefixTemplate + "db-url": `{{ with secret "secret/data/shop/shop/db" }}postgres://{{ .Data.data.username }}:{{ .Data.data.password }}@db/shop{{ end }}`,
 		mutate.PrefixPerms + "db-url":    "0440",
-		mutate.AnnotationRenderInterval:  "2s",
+		mutate.AnnotationRenderInterval:  "1s",
 		mutate.AnnotationMemoryLimit:     "32Mi",
 	})
 	pod.Namespace = "shop"
