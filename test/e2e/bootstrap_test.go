@@ -485,3 +485,56 @@ apps:
 	e.allOutput.Write(baseOut.Bytes())
 	assertNoLeak(t, e.allOutput.String(), append(keys, transit.RootToken)...)
 }
+
+// TestBootstrapPostgres: bootstrap sets up the database engine for an app
+// with `postgres`; the credentials Vault then issues log in to the real
+// PostgreSQL, and a second run changes nothing.
+func TestBootstrapPostgres(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	pg := harness.PostgresForTest(t)
+	e := newBootEnv(t, ctx, "pgb")
+	pwFile := filepath.Join(e.dir, "pg-password")
+	if err := os.WriteFile(pwFile, []byte(pg.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := fmt.Sprintf(`    postgres:
+      connection:
+        host: %s
+        port: %d
+        username: %s
+        passwordFile: %s
+      roles:
+        - name: pgb-orders
+          defaultTTL: 10m
+          maxTTL: 1h
+`, pg.Host, pg.Port, pg.SuperUser, pwFile)
+	// The shop app (first in the config) gets the database.
+	withDB := strings.Replace(string(cfg), "    serviceAccount: shop\n", "    serviceAccount: shop\n"+extra, 1)
+	if err := os.WriteFile(e.config, []byte(withDB), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRun(t, ctx, "bootstrap", "base", "vault", "secrets")
+	out := e.mustRun(t, ctx, "bootstrap", "base", "vault", "secrets")
+	if !strings.Contains(out, "done: 0 changed") {
+		t.Errorf("second run changed something:\n%s", out)
+	}
+	root := rootClient(t, e)
+	// The app's own policy grants its role's credentials.
+	policy, err := root.Sys().GetPolicyWithContext(ctx, "blinkchamber-pgb-shop-shop")
+	if err != nil || !strings.Contains(policy, `"database/creds/pgb-orders"`) {
+		t.Fatalf("app policy lacks its database role: %v\n%s", err, policy)
+	}
+	s, err := root.Logical().ReadWithContext(ctx, "database/creds/pgb-orders")
+	if err != nil || s == nil {
+		t.Fatalf("reading database/creds/pgb-orders: %v", err)
+	}
+	user, _ := s.Data["username"].(string)
+	pass, _ := s.Data["password"].(string)
+	login(t, ctx, pg, user, pass)
+	assertNoLeak(t, e.allOutput.String(), pg.Password)
+}
