@@ -67,7 +67,7 @@ func TestDemoExample(t *testing.T) {
 	}
 	wantApps := []App{{Name: "shop", Namespace: "shop", ServiceAccount: "shop", Secrets: []Secret{{
 		Name:     "db",
-		Data:     map[string]string{"username": "shop"},
+		Data:     map[string]string{"username": "shop", "note": "demo-value-not-a-secret"},
 		Generate: map[string]Generator{"password": {Length: 24, Charset: CharsetAlphanumeric}},
 	}}}}
 	if !reflect.DeepEqual(c.Apps, wantApps) {

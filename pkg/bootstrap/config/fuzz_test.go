@@ -2,9 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
-	"runtime"
-	"time"
 	"os"
 	"testing"
 )
@@ -28,18 +25,6 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("---\n"))
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			select {
-			case <-done:
-			case <-time.After(2 * time.Second):
-				os.WriteFile(fmt.Sprintf("/tmp/slow-%d.yaml", time.Now().UnixNano()), data, 0o644)
-				buf := make([]byte, 1<<20)
-				n := runtime.Stack(buf, true)
-				os.WriteFile(fmt.Sprintf("/tmp/slow-%d.stack", time.Now().UnixNano()), buf[:n], 0o644)
-			}
-		}()
 		c, err := Parse(data)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
