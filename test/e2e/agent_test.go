@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/blinkchamber/blinkchamber/pkg/agent"
@@ -93,23 +92,7 @@ func buildAgent(ctx context.Context, out string) error {
 // webhook for every labelled namespace, for the duration of one test.
 func startAgentInjector(t *testing.T, ctx context.Context, e *vaultEnv) {
 	t.Helper()
-	cfg := injectorConfig()
-	cfg.AgentImage = agentImage
-	cfg.VaultAddr = e.vault.Addr()
-	cfg.CertDir = t.TempDir()
-	caPEM, err := harness.ServingCertDir(cfg.CertDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inj, err := kube.StartInjector(cfg, testr.New(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = inj.Stop() })
-	if err := inj.WaitServing(ctx, caPEM); err != nil {
-		t.Fatal(err)
-	}
-	createAndCleanup(t, ctx, harness.WebhookConfig("blinkchamber-e2e-agent", inj.URL(), caPEM, nil))
+	startInjector(t, ctx, e.vault.Addr(), "blinkchamber-e2e-agent", nil)
 }
 
 // app creates a labelled namespace with ServiceAccount sa, a Vault role

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/blinkchamber/blinkchamber/pkg/mutate"
@@ -241,7 +240,7 @@ func TestBootstrapDevelopment(t *testing.T) {
 
 	t.Run("a pod of the bootstrapped app reads its own secret and not another app's", func(t *testing.T) {
 		env := agentEnv(t) // the agent binary
-		startBootInjector(t, ctx, e)
+		startInjector(t, ctx, e.vault.Addr(), "blinkchamber-e2e-boot", nil)
 		createPod(t, ctx, "boot-shop", "web", "shop", map[string]string{
 			mutate.AnnotationInject: "true", mutate.PrefixSecret + "db": "secret/data/boot-shop/shop/db",
 		})
@@ -318,27 +317,6 @@ func readKeys(t *testing.T, path string) []string {
 		t.Fatalf("key store content: %v", err)
 	}
 	return append(k.UnsealKeysB64, k.RootToken)
-}
-
-func startBootInjector(t *testing.T, ctx context.Context, e *bootEnv) {
-	t.Helper()
-	cfg := injectorConfig()
-	cfg.AgentImage = agentImage
-	cfg.VaultAddr = e.vault.Addr()
-	cfg.CertDir = t.TempDir()
-	caPEM, err := harness.ServingCertDir(cfg.CertDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inj, err := kube.StartInjector(cfg, logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = inj.Stop() })
-	if err := inj.WaitServing(ctx, caPEM); err != nil {
-		t.Fatal(err)
-	}
-	createAndCleanup(t, ctx, harness.WebhookConfig("blinkchamber-e2e-boot", inj.URL(), caPEM, nil))
 }
 
 // TestBootstrapInterruptedAfterInit kills bootstrap right after Vault was

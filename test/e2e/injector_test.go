@@ -62,7 +62,7 @@ const routeLabel = "e2e.blinkchamber.io/webhook"
 
 func injectorConfig() *injector.Config {
 	cfg := injector.NewConfig()
-	cfg.AgentImage = "ghcr.io/blinkchamber/agent:e2e"
+	cfg.AgentImage = agentImage
 	cfg.VaultAddr = "https://vault.vault.svc:8200"
 	cfg.MetricsBindAddress = "0"
 	cfg.HealthProbeBindAddress = "0"
@@ -71,10 +71,22 @@ func injectorConfig() *injector.Config {
 }
 
 // startCertDirInjector runs the injector with mounted certificates and
-// registers its MutatingWebhookConfiguration.
+// registers its MutatingWebhookConfiguration for every pod that is not
+// routed to the self-managed injector.
 func startCertDirInjector(t *testing.T, ctx context.Context) *harness.Injector {
 	t.Helper()
+	return startInjector(t, ctx, injectorConfig().VaultAddr, "blinkchamber-e2e-certdir", &metav1.LabelSelector{
+		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: routeLabel, Operator: metav1.LabelSelectorOpDoesNotExist}},
+	})
+}
+
+// startInjector runs the injector in-process with generated certificates in
+// --cert-dir, pointed at vaultAddr, and registers a webhook configuration
+// named mwcName; both end with the test.
+func startInjector(t *testing.T, ctx context.Context, vaultAddr, mwcName string, selector *metav1.LabelSelector) *harness.Injector {
+	t.Helper()
 	cfg := injectorConfig()
+	cfg.VaultAddr = vaultAddr
 	cfg.CertDir = t.TempDir()
 	caPEM, err := harness.ServingCertDir(cfg.CertDir)
 	if err != nil {
@@ -93,10 +105,7 @@ func startCertDirInjector(t *testing.T, ctx context.Context) *harness.Injector {
 		t.Fatal(err)
 	}
 	inj.CAPEM = caPEM
-	mwc := harness.WebhookConfig("blinkchamber-e2e-certdir", inj.URL(), caPEM, &metav1.LabelSelector{
-		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: routeLabel, Operator: metav1.LabelSelectorOpDoesNotExist}},
-	})
-	createAndCleanup(t, ctx, mwc)
+	createAndCleanup(t, ctx, harness.WebhookConfig(mwcName, inj.URL(), caPEM, selector))
 	return inj
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -43,8 +44,10 @@ func StartKube(ctx context.Context, progress io.Writer) (*Kube, error) {
 		return nil, err
 	}
 	env := &envtest.Environment{}
-	env.ControlPlane.Etcd = &envtest.Etcd{Path: etcd}
-	env.ControlPlane.APIServer = &envtest.APIServer{Path: apiserver}
+	// Generous start timeouts: on a 2-core machine running test packages in
+	// parallel, several control planes may start at once.
+	env.ControlPlane.Etcd = &envtest.Etcd{Path: etcd, StartTimeout: time.Minute}
+	env.ControlPlane.APIServer = &envtest.APIServer{Path: apiserver, StartTimeout: 3 * time.Minute}
 	// envtest turns ServiceAccount admission off; a real cluster has it on,
 	// and it is what adds the default projected API token volume to pods.
 	// Tests therefore create the ServiceAccounts their pods name.
