@@ -36,9 +36,12 @@ unit:
 	$(GO) test ./pkg/...
 
 ## fuzz: each fuzz target for a short bounded time (seed corpora also run in `go test`)
+FUZZ = $(GO) test -run '^$$' -fuzztime $(FUZZ_TIME) -fuzzminimizetime 2s
 fuzz:
-	$(GO) test ./pkg/mutate -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_TIME)
-	$(GO) test ./pkg/template -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZ_TIME)
+	$(FUZZ) ./pkg/mutate -fuzz '^FuzzParse$$'
+	$(FUZZ) ./pkg/template -fuzz '^FuzzValidate$$'
+	$(FUZZ) ./pkg/agent -fuzz '^FuzzDecode$$'
+	$(FUZZ) ./pkg/bootstrap/config -fuzz '^FuzzParse$$'
 
 ## demo: the whole job end to end on loopback, then tear down
 demo: tools

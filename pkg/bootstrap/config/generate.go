@@ -6,7 +6,10 @@ import (
 	"io"
 )
 
-var charsets = []Charset{CharsetAlphanumeric, CharsetHex, CharsetBase64URL, CharsetASCIIPrintable}
+// Charsets lists every charset.
+func Charsets() []Charset {
+	return []Charset{CharsetAlphanumeric, CharsetHex, CharsetBase64URL, CharsetASCIIPrintable}
+}
 
 const (
 	upper  = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -46,7 +49,7 @@ func generate(r io.Reader, g Generator) (string, error) {
 	}
 	alphabet := g.Charset.alphabet()
 	if alphabet == "" {
-		return "", fmt.Errorf("generating a value: unknown charset %q (want one of %q)", g.Charset, charsets)
+		return "", fmt.Errorf("generating a value: unknown charset %q (want one of %q)", g.Charset, Charsets())
 	}
 	n := len(alphabet)
 	limit := 256 - 256%n

@@ -9,7 +9,7 @@ import (
 )
 
 func TestGenerate(t *testing.T) {
-	for _, cs := range charsets {
+	for _, cs := range Charsets() {
 		for _, n := range []int{MinLength, 24, MaxLength} {
 			v, err := Generate(Generator{Length: n, Charset: cs})
 			if err != nil {
@@ -82,7 +82,7 @@ func TestGenerateRejectsBiasedBytes(t *testing.T) {
 // TestGenerateUniform is a smoke check against bias: every character of
 // each alphabet shows up close to equally often.
 func TestGenerateUniform(t *testing.T) {
-	for _, cs := range charsets {
+	for _, cs := range Charsets() {
 		alphabet := cs.alphabet()
 		const perChar = 2000
 		counts := map[rune]int{}

@@ -118,6 +118,9 @@ func Parse(data []byte) (*Config, error) {
 // singleDocument refuses a stream of several YAML documents: only the first
 // would be read, and the others silently ignored.
 func singleDocument(data []byte) error {
+	if !bytes.Contains(data, []byte("---")) {
+		return nil
+	}
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	docs := 0
 	for {

@@ -342,7 +342,7 @@ func (g Generator) validate(p *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(p.Child("length"), g.Length, fmt.Sprintf("must be between %d and %d", MinLength, MaxLength)))
 	}
 	if g.Charset.alphabet() == "" {
-		errs = append(errs, field.NotSupported(p.Child("charset"), g.Charset, charsets))
+		errs = append(errs, field.NotSupported(p.Child("charset"), g.Charset, Charsets()))
 	}
 	return errs
 }

@@ -20,6 +20,8 @@ const maxFileSize = 1 << 20
 // fileStore keeps the keys in one JSON file, mode 0600.
 type fileStore struct {
 	path string
+	// link is os.Link; tests stand in a filesystem without hard links.
+	link func(oldname, newname string) error
 }
 
 // NewFile returns a store that keeps the keys in the file at path (made
@@ -36,7 +38,7 @@ func NewFile(path string) Store {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
-	return &fileStore{path: path}
+	return &fileStore{path: path, link: os.Link}
 }
 
 func (f *fileStore) Describe() string { return "file " + f.path }
@@ -83,7 +85,7 @@ func (f *fileStore) compare(k *Keys) (done bool, err error) {
 	case errors.Is(err, ErrNotFound):
 		return false, nil
 	}
-	return true, fmt.Errorf("%s exists but cannot be read, so it is left alone: %w", f.Describe(), err)
+	return true, fmt.Errorf("%w; it is left alone", err)
 }
 
 // writeTemp writes data to a new temporary file next to the key file and
@@ -125,7 +127,7 @@ func (f *fileStore) writeTemp(dir string, data []byte) (name string, err error) 
 // reason the temporary file is kept and named in the error: it holds the
 // keys.
 func (f *fileStore) publish(dir, tmp string, k *Keys) error {
-	err := os.Link(tmp, f.path)
+	err := f.link(tmp, f.path)
 	switch {
 	case err == nil:
 		os.Remove(tmp) // a second name of the same file; harmless if it stays

@@ -34,17 +34,14 @@ type Keys struct {
 	CreatedAt     time.Time `json:"createdAt"`
 }
 
-// String never shows key material, so a Keys printed by mistake leaks
-// nothing.
-func (k *Keys) String() string {
-	if k == nil {
-		return "<no keys>"
-	}
+// String never shows key material, so Keys printed by mistake (with %v,
+// %+v or %#v) leak nothing.
+func (k Keys) String() string {
 	return fmt.Sprintf("<%d keys, threshold %d, created %s>", len(k.UnsealKeysB64), k.Threshold, k.CreatedAt.Format(time.RFC3339))
 }
 
 // GoString is String, for %#v.
-func (k *Keys) GoString() string { return k.String() }
+func (k Keys) GoString() string { return k.String() }
 
 // Store keeps one set of keys.
 type Store interface {

@@ -82,7 +82,7 @@ func (s *secretStore) Save(ctx context.Context, k *Keys) error {
 	}
 	old, err := s.Load(ctx)
 	if err != nil {
-		return fmt.Errorf("%s exists but cannot be read, so it is left alone: %w", s.Describe(), err)
+		return fmt.Errorf("%w; it is left alone", err)
 	}
 	if !Same(old, k) {
 		return fmt.Errorf("%w in %s: refusing to replace them; they may be the only copy of another Vault's keys", ErrExists, s.Describe())
