@@ -15,11 +15,14 @@ type Spec struct {
 	Environment string
 	Seal        Seal
 	Keys        keystore.Store
-	Audit       Audit
-	KubeAuth    KubeAuth
-	KVMount     string
-	TokenTTL    time.Duration
-	Apps        []App
+	// AdminKeys holds the admin token that replaces the root token in
+	// production (see adminSteps); nil elsewhere.
+	AdminKeys keystore.Store
+	Audit     Audit
+	KubeAuth  KubeAuth
+	KVMount   string
+	TokenTTL  time.Duration
+	Apps      []App
 	// ChartDir is where the apps phase finds the chart.
 	ChartDir string
 }

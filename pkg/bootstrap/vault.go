@@ -19,14 +19,14 @@ import (
 // auth.
 func vaultSteps(spec *Spec, c *api.Client) []Step {
 	p := PhaseVault
-	return []Step{
+	return append([]Step{
 		{Phase: p, Name: "initialise", Check: checkInit(spec, c), Apply: applyInit(spec, c)},
 		{Phase: p, Name: "unseal", Check: checkUnseal(spec, c), Apply: applyUnseal(spec, c)},
 		{Phase: p, Name: "admin token", Check: checkToken(spec, c), Apply: func(context.Context) error { return nil }},
 		{Phase: p, Name: "audit device", Check: checkAudit(spec, c), Apply: applyAudit(spec, c)},
 		{Phase: p, Name: "kubernetes auth method", Check: checkAuthMount(spec, c), Apply: applyAuthMount(spec, c)},
 		{Phase: p, Name: "kubernetes auth config", Check: checkAuthConfig(spec, c), Apply: applyAuthConfig(spec, c)},
-	}
+	}, adminSteps(spec, c)...)
 }
 
 func checkInit(spec *Spec, c *api.Client) func(context.Context) (Change, error) {
@@ -118,10 +118,21 @@ func Unseal(ctx context.Context, c *api.Client, store keystore.Store) error {
 	return fmt.Errorf("Vault is still sealed after every key in %s: they belong to another Vault", store.Describe())
 }
 
-// checkToken installs the token bootstrap works with: the root token from
-// the key store. It changes nothing in Vault.
+// checkToken installs the token bootstrap works with: the admin token when
+// one replaced the root token (production), else the root token from the
+// key store. It changes nothing in Vault but renewing the admin token,
+// which is periodic.
 func checkToken(spec *Spec, c *api.Client) func(context.Context) (Change, error) {
 	return func(ctx context.Context) (Change, error) {
+		if admin, err := loadAdmin(ctx, spec); err != nil {
+			return Change{}, err
+		} else if admin != "" {
+			c.SetToken(admin)
+			if _, err := c.Auth().Token().RenewSelfWithContext(ctx, 0); err != nil {
+				return Change{}, blockedIfUnready(ctx, c, fmt.Errorf("renewing the admin token from %s: %w", spec.AdminKeys.Describe(), err))
+			}
+			return Unchanged("using the admin token from " + spec.AdminKeys.Describe() + " (renewed)"), nil
+		}
 		keys, err := spec.Keys.Load(ctx)
 		if errors.Is(err, keystore.ErrNotFound) {
 			return Change{}, fmt.Errorf("%w: no keys in %s yet", ErrBlocked, spec.Keys.Describe())
@@ -136,8 +147,23 @@ func checkToken(spec *Spec, c *api.Client) func(context.Context) (Change, error)
 			}
 			return Change{}, fmt.Errorf("the token in %s is not valid for this Vault: %w", spec.Keys.Describe(), err)
 		}
-		return Unchanged("using the token from " + spec.Keys.Describe()), nil
+		return Unchanged("using the root token from " + spec.Keys.Describe()), nil
 	}
+}
+
+// loadAdmin returns the stored admin token, or "" when there is none.
+func loadAdmin(ctx context.Context, spec *Spec) (string, error) {
+	if spec.AdminKeys == nil {
+		return "", nil
+	}
+	k, err := spec.AdminKeys.Load(ctx)
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("reading %s: %w", spec.AdminKeys.Describe(), err)
+	}
+	return k.RootToken, nil
 }
 
 // UseAdminToken points c at the token bootstrap works with.

@@ -120,6 +120,11 @@ func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kuberne
 	default:
 		spec.Keys = keystore.NewFile(ks.Path)
 	}
+	if cfg.Environment == config.Production {
+		// Production replaces the root token with an admin token kept
+		// beside the keys (production forbids the Secret store).
+		spec.AdminKeys = keystore.NewFile(strings.TrimSuffix(ks.Path, ".json") + "-admin-token.json")
+	}
 	ka, err := kubeAuth(v.KubernetesAuth, rc, cs)
 	if err != nil {
 		return nil, err
