@@ -38,8 +38,8 @@ func checkInit(spec *Spec, c *api.Client) func(context.Context) (Change, error) 
 		if ok {
 			return Unchanged("already initialised"), nil
 		}
-		return Needs("initialise (%s, %d shares, threshold %d) and store the keys in %s",
-			spec.Seal.Kind, spec.Seal.Shares, spec.Seal.Threshold, spec.Keys.Describe()), nil
+		return Needs("initialise (%s, %d shares, threshold %d) and store the keys in %s. WARNING: whoever can read %s can unseal Vault and holds its root token; keep it as you would keep Vault itself",
+			spec.Seal.Kind, spec.Seal.Shares, spec.Seal.Threshold, spec.Keys.Describe(), spec.Keys.Describe()), nil
 	}
 }
 

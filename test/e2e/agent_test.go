@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -428,4 +429,58 @@ func TestNativeStartupProbe(t *testing.T) {
 	if err != nil || string(got) != "password: probe-pw\n" {
 		t.Fatalf("file after the probe passed: %q %v", got, err)
 	}
+}
+
+// TestAgentRevokesOnShutdown: with revoke-on-shutdown, SIGTERM ends the
+// agent with exit 0 and its Vault token no longer works.
+func TestAgentRevokesOnShutdown(t *testing.T) {
+	e := agentEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	startAgentInjector(t, ctx, e)
+	e.app(t, ctx, "revoke", "revoke", map[string]map[string]any{"db": {"password": "revoke-pw"}})
+	createPod(t, ctx, "revoke", "web", "revoke", map[string]string{
+		mutate.AnnotationInject: "true", mutate.PrefixSecret + "db": "secret/data/revoke/revoke/db",
+		mutate.AnnotationRevoke: "true",
+	})
+	run := kube.RunPodForTest(t, "revoke", "web", e.shim(nil))
+	accessors := tokensOfRole(t, ctx, e, "revoke")
+	if len(accessors) != 1 {
+		t.Fatalf("%d live tokens for role revoke, want the agent's one", len(accessors))
+	}
+	agentProc := run.Container(mutate.AgentContainer)
+	if err := agentProc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = agentProc.Wait()
+	if code := agentProc.ExitCode(); code != 0 {
+		t.Fatalf("agent exit code %d after SIGTERM, want 0:\n%s", code, agentProc.Output())
+	}
+	if left := tokensOfRole(t, ctx, e, "revoke"); len(left) != 0 {
+		t.Fatalf("the agent's token is still valid after shutdown")
+	}
+}
+
+// tokensOfRole lists the accessors of live tokens issued to a kubernetes
+// role.
+func tokensOfRole(t *testing.T, ctx context.Context, e *vaultEnv, role string) []string {
+	t.Helper()
+	c := e.vault.Client()
+	list, err := c.Logical().ListWithContext(ctx, "auth/token/accessors")
+	if err != nil || list == nil {
+		t.Fatalf("listing token accessors: %v", err)
+	}
+	var out []string
+	keys, _ := list.Data["keys"].([]any)
+	for _, k := range keys {
+		acc, _ := k.(string)
+		s, err := c.Auth().Token().LookupAccessorWithContext(ctx, acc)
+		if err != nil || s == nil {
+			continue
+		}
+		if meta, _ := s.Data["meta"].(map[string]any); meta != nil && meta["role"] == role {
+			out = append(out, acc)
+		}
+	}
+	return out
 }

@@ -158,7 +158,7 @@ func TestBootstrapDevelopment(t *testing.T) {
 
 	t.Run("plan on a fresh Vault changes nothing", func(t *testing.T) {
 		out := e.mustRun(t, ctx, append([]string{"plan"}, phases...)...)
-		if !strings.Contains(out, "plan    initialise: initialise (shamir, 3 shares, threshold 2)") {
+		if !strings.Contains(out, "plan    initialise: initialise (shamir, 3 shares, threshold 2)") || !strings.Contains(out, "WARNING: whoever can read file ") {
 			t.Errorf("plan does not show the init step:\n%s", out)
 		}
 		if init, _ := e.vault.Client().Sys().InitStatusWithContext(ctx); init {
