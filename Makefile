@@ -10,7 +10,9 @@ LDFLAGS     := -s -w
 TEST_FLAGS  ?= -timeout 45m
 FUZZ_TIME   ?= 10s
 
-.PHONY: all build test unit fuzz demo bench lint tools deps clean
+.PHONY: all build images test unit fuzz demo bench lint tools deps clean
+
+VERSION     ?= dev
 
 all: build
 
@@ -21,6 +23,13 @@ build:
 ## deps: system packages the e2e tests need (PostgreSQL, util-linux), from Debian
 deps:
 	bash hack/system-deps.sh
+
+## images: the three images of the Dockerfile, where a Docker engine runs
+images:
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "make images: no Docker engine on this machine (docker info failed); nothing built."; \
+	  echo "'make build' builds the same static binaries the Dockerfile builds."; exit 1; fi
+	for t in injector agent cli; do docker build --target $$t --build-arg VERSION=$(VERSION) -t blinkchamber/$$t:$(VERSION) . || exit 1; done
 
 ## tools: build (or find cached) etcd, kube-apiserver and Vault
 tools: deps
