@@ -169,6 +169,14 @@ func seal(s config.Seal) (bootstrap.Seal, error) {
 func kubeAuth(k config.KubernetesAuth, rc *rest.Config, cs kubernetes.Interface) (bootstrap.KubeAuth, error) {
 	ka := bootstrap.KubeAuth{Path: k.Path, Host: k.Host, CAPEM: string(rc.CAData),
 		ReviewerNamespace: k.ReviewerNamespace, ReviewerServiceAccount: k.ReviewerServiceAccount}
+	if ka.CAPEM == "" && rc.CAFile != "" {
+		// In a pod, the kubeconfig names the ServiceAccount's CA file.
+		b, err := os.ReadFile(rc.CAFile)
+		if err != nil {
+			return ka, fmt.Errorf("reading the API server CA %s: %w", rc.CAFile, err)
+		}
+		ka.CAPEM = string(b)
+	}
 	if ka.Host == "" {
 		ka.Host = rc.Host
 	}

@@ -1,0 +1,40 @@
+{{/* Names and labels shared by every template of the chart. */}}
+
+{{- define "blinkchamber.name" -}}blinkchamber{{- end -}}
+
+{{- define "blinkchamber.labels" -}}
+app.kubernetes.io/part-of: blinkchamber
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+
+{{- define "blinkchamber.injector.name" -}}{{ .Release.Name }}-injector{{- end -}}
+{{- define "blinkchamber.vault.name" -}}{{ .Release.Name }}-vault{{- end -}}
+{{- define "blinkchamber.bootstrap.name" -}}{{ .Release.Name }}-bootstrap{{- end -}}
+
+{{/* The address agents and the bootstrap Job use to reach Vault. */}}
+{{- define "blinkchamber.vault.addr" -}}
+{{- if .Values.vault.enabled -}}
+http://{{ include "blinkchamber.vault.name" . }}.{{ .Release.Namespace }}.svc:8200
+{{- else -}}
+{{ required "vault.externalAddress is required when vault.enabled is false" .Values.vault.externalAddress }}
+{{- end -}}
+{{- end -}}
+
+{{/* An image reference; a tag is required and "latest" is refused. */}}
+{{- define "blinkchamber.image" -}}
+{{- $tag := required (printf "%s: image tag is required" .what) .image.tag -}}
+{{- if eq (toString $tag) "latest" -}}{{- fail (printf "%s: the image tag must not be latest" .what) -}}{{- end -}}
+{{ .image.repository }}:{{ $tag }}
+{{- end -}}
+
+{{/* The restricted container securityContext. */}}
+{{- define "blinkchamber.containerSecurity" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}

@@ -1,0 +1,32 @@
+{{/* The bootstrap config (pkg/bootstrap/config) generated from the values. */}}
+{{- define "blinkchamber.bootstrap.config" -}}
+{{- $ks := .Values.bootstrap.keyStore -}}
+{{- $keyStore := dict "type" "file" "path" "/keys/vault-keys.json" -}}
+{{- if eq $ks.type "kubernetes-secret" -}}
+{{- $keyStore = dict "type" "kubernetes-secret" "namespace" .Release.Namespace "name" $ks.secretName -}}
+{{- end -}}
+{{- $seal := dict -}}
+{{- if eq .Values.vault.seal.type "shamir" -}}
+{{- $seal = dict "shamir" (dict "shares" .Values.vault.seal.shamir.shares "threshold" .Values.vault.seal.shamir.threshold "keyStore" $keyStore) -}}
+{{- else if eq .Values.vault.seal.type "transit" -}}
+{{- $t := .Values.vault.seal.transit -}}
+{{- $seal = dict "transit" (dict "address" $t.address "mount" $t.mount "key" $t.key "tokenFile" "/transit/token" "keyStore" $keyStore) -}}
+{{- else -}}
+{{- $seal = dict "awskms" (dict "region" .Values.vault.seal.awskms.region "kmsKeyId" .Values.vault.seal.awskms.kmsKeyId "keyStore" $keyStore) -}}
+{{- end -}}
+{{- $audit := dict "type" "none" -}}
+{{- if .Values.vault.audit.enabled -}}{{- $audit = dict "type" "file" "path" "/vault/audit/audit.log" -}}{{- end -}}
+{{- $cfg := dict "environment" .Values.global.environment
+    "vault" (dict
+      "address" (include "blinkchamber.vault.addr" .)
+      "seal" $seal
+      "audit" $audit
+      "kubernetesAuth" (dict "reviewerNamespace" .Release.Namespace "reviewerServiceAccount" (printf "%s-vault-token-reviewer" .Release.Name)))
+    "apps" (include "blinkchamber.bootstrap.apps" . | fromYamlArray) -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/* The apps bootstrap provisions: those of the app stack that are enabled. */}}
+{{- define "blinkchamber.bootstrap.apps" -}}
+[]
+{{- end -}}

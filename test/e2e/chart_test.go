@@ -1,0 +1,330 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/blinkchamber/blinkchamber/pkg/mutate"
+	"github.com/blinkchamber/blinkchamber/test/toolchain"
+)
+
+const chartNamespace = "blinkchamber"
+
+var environments = []string{"development", "staging", "production"}
+
+func chartDir(t *testing.T) string {
+	t.Helper()
+	repo, err := toolchain.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(repo, "charts", "blinkchamber")
+}
+
+// envValues is values-<env>.yaml, as `helm install -f` would pass it.
+func envValues(t *testing.T, env string) map[string]any {
+	t.Helper()
+	v, err := chartutil.ReadValuesFile(filepath.Join(chartDir(t), "values-"+env+".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.AsMap()
+}
+
+// render renders the chart for one environment and returns its objects.
+func render(t *testing.T, ch *chart.Chart, env string) []*unstructured.Unstructured {
+	t.Helper()
+	vals, err := chartutil.ToRenderValues(ch, envValues(t, env),
+		chartutil.ReleaseOptions{Name: "bc", Namespace: chartNamespace, IsInstall: true}, chartutil.DefaultCapabilities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := engine.Render(ch, vals)
+	if err != nil {
+		t.Fatalf("rendering for %s: %v", env, err)
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var objs []*unstructured.Unstructured
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".yaml") {
+			continue
+		}
+		for _, doc := range strings.Split(files[n], "\n---") {
+			if strings.TrimSpace(strings.TrimPrefix(doc, "---")) == "" {
+				continue
+			}
+			u := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+				t.Fatalf("%s (%s) is not YAML: %v\n%s", n, env, err, doc)
+			}
+			if len(u.Object) == 0 {
+				continue
+			}
+			objs = append(objs, u)
+		}
+	}
+	return objs
+}
+
+func loadChart(t *testing.T) *chart.Chart {
+	t.Helper()
+	ch, err := loader.Load(chartDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func TestChartLintsWithoutWarnings(t *testing.T) {
+	for _, env := range environments {
+		linter := lint.All(chartDir(t), envValues(t, env), chartNamespace, false)
+		for _, m := range linter.Messages {
+			if m.Severity >= support.WarningSev {
+				t.Errorf("%s: %s", env, m)
+			}
+		}
+	}
+}
+
+// TestChartRendersObjectsTheAPIServerAccepts: every rendered object of every
+// environment passes the real API server's validation (server-side dry
+// run), CRD-backed ones (cert-manager) aside.
+func TestChartRendersObjectsTheAPIServerAccepts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ch := loadChart(t)
+	// The release namespace with its "default" ServiceAccount, as a real
+	// cluster's controller-manager would make it (the helm test pods use it).
+	if err := kube.Namespace(ctx, chartNamespace, false); err != nil && !apierrors.IsAlreadyExists(errors.Unwrap(err)) {
+		t.Fatal(err)
+	}
+	for _, env := range environments {
+		t.Run(env, func(t *testing.T) {
+			objs := render(t, ch, env)
+			if len(objs) < 10 {
+				t.Fatalf("only %d objects rendered", len(objs))
+			}
+			for _, o := range objs {
+				if strings.HasPrefix(o.GetAPIVersion(), "cert-manager.io/") {
+					continue
+				}
+				// Namespaces are created for real, so that the namespaced
+				// objects after them can be admitted into them.
+				opts := []client.CreateOption{client.DryRunAll}
+				if o.GetKind() == "Namespace" {
+					opts = nil
+				}
+				err := kube.Client.Create(ctx, o.DeepCopy(), opts...)
+				if err != nil && !apierrors.IsAlreadyExists(err) {
+					t.Errorf("%s %s/%s: %v", o.GetKind(), o.GetNamespace(), o.GetName(), err)
+				}
+			}
+		})
+	}
+}
+
+// podSpecs returns every pod template (or pod) in the objects, by owner.
+func podSpecs(t *testing.T, objs []*unstructured.Unstructured) map[string]*corev1.Pod {
+	t.Helper()
+	out := map[string]*corev1.Pod{}
+	for _, o := range objs {
+		var path []string
+		switch o.GetKind() {
+		case "Deployment", "StatefulSet", "Job", "DaemonSet":
+			path = []string{"spec", "template"}
+		case "Pod":
+			path = nil
+		default:
+			continue
+		}
+		raw := o.Object
+		if path != nil {
+			m, ok, _ := unstructured.NestedMap(o.Object, path...)
+			if !ok {
+				t.Fatalf("%s %s has no pod template", o.GetKind(), o.GetName())
+			}
+			raw = m
+		}
+		pod := &corev1.Pod{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, pod); err != nil {
+			t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+		pod.Namespace = o.GetNamespace()
+		out[fmt.Sprintf("%s/%s", o.GetKind(), o.GetName())] = pod
+	}
+	return out
+}
+
+// TestChartPolicies: every container has requests and limits, runs
+// non-root, drops all capabilities, never uses a latest tag; no Secret is
+// rendered (credentials come from Vault); every pod in an injected
+// namespace asks for injection and its annotations pass the injector's own
+// validation.
+func TestChartPolicies(t *testing.T) {
+	ch := loadChart(t)
+	for _, env := range environments {
+		t.Run(env, func(t *testing.T) {
+			objs := render(t, ch, env)
+			injectedNS := map[string]bool{}
+			for _, o := range objs {
+				if o.GetKind() == "Secret" {
+					t.Errorf("the chart renders Secret %s/%s; credentials must come from Vault", o.GetNamespace(), o.GetName())
+				}
+				if o.GetKind() == "Namespace" && o.GetLabels()["blinkchamber.io/injection"] == "enabled" {
+					injectedNS[o.GetName()] = true
+				}
+			}
+			for owner, pod := range podSpecs(t, objs) {
+				checkPod(t, owner, pod)
+				if injectedNS[pod.Namespace] {
+					if pod.Annotations[mutate.AnnotationInject] != "true" {
+						t.Errorf("%s runs in an injected namespace without %s", owner, mutate.AnnotationInject)
+					}
+					if _, errs := mutate.Parse(pod); len(errs) > 0 {
+						t.Errorf("%s: the injector would refuse it: %v", owner, errs.ToAggregate())
+					}
+				}
+			}
+		})
+	}
+}
+
+func checkPod(t *testing.T, owner string, pod *corev1.Pod) {
+	t.Helper()
+	podNonRoot := pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.RunAsNonRoot != nil && *pod.Spec.SecurityContext.RunAsNonRoot
+	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
+		where := owner + " container " + c.Name
+		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() ||
+			c.Resources.Limits.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+			t.Errorf("%s lacks cpu/memory requests or limits", where)
+		}
+		sc := c.SecurityContext
+		nonRoot := podNonRoot || sc != nil && sc.RunAsNonRoot != nil && *sc.RunAsNonRoot
+		if !nonRoot {
+			t.Errorf("%s may run as root", where)
+		}
+		if sc == nil || sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+			t.Errorf("%s does not drop all capabilities", where)
+		}
+		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Errorf("%s allows privilege escalation", where)
+		}
+		_, tag, ok := strings.Cut(c.Image[strings.LastIndex(c.Image, "/")+1:], ":")
+		if !ok || tag == "" || tag == "latest" {
+			t.Errorf("%s image %q has no pinned tag", where, c.Image)
+		}
+	}
+}
+
+// TestChartInstallUpgradeUninstall installs, upgrades and uninstalls the
+// development release through the Helm SDK against the real API server, and
+// checks that nothing of it is left. Hooks are off: there is no kubelet to
+// run the bootstrap Job or the test pods here.
+func TestChartInstallUpgradeUninstall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := kube.WriteKubeconfig(kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	const ns, release = "bc-sdk", "sdk"
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.KubeConfig, flags.Namespace = &kubeconfig, ptrTo(ns)
+	cfg := &action.Configuration{}
+	if err := cfg.Init(flags, ns, "secret", func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kube.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	ch := loadChart(t)
+	vals := envValues(t, "development")
+	// Its own apps namespace: Helm adopts nothing it did not create.
+	vals["apps"] = map[string]any{"namespace": "sdk-apps"}
+	install := action.NewInstall(cfg)
+	install.ReleaseName, install.Namespace, install.DisableHooks = release, ns, true
+	rel, err := install.RunWithContext(ctx, ch, vals)
+	if err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	if rel.Info.Status != "deployed" {
+		t.Fatalf("install status %s", rel.Info.Status)
+	}
+	upgrade := action.NewUpgrade(cfg)
+	upgrade.Namespace, upgrade.DisableHooks = ns, true
+	vals["injector"] = map[string]any{"replicas": 2}
+	if rel, err = upgrade.RunWithContext(ctx, release, ch, vals); err != nil || rel.Version != 2 {
+		t.Fatalf("upgrade: %v", err)
+	}
+	uninstall := action.NewUninstall(cfg)
+	uninstall.DisableHooks = true
+	if _, err := uninstall.Run(release); err != nil {
+		t.Fatalf("uninstall: %v", err)
+	}
+	// Nothing labelled with the release is left, in any kind the chart makes.
+	left := leftovers(t, ctx, release)
+	if len(left) > 0 {
+		t.Errorf("left after uninstall: %v", left)
+	}
+}
+
+func leftovers(t *testing.T, ctx context.Context, release string) []string {
+	t.Helper()
+	sel := client.MatchingLabels{"app.kubernetes.io/instance": release}
+	var out []string
+	for _, l := range []client.ObjectList{&corev1.ServiceList{}, &corev1.ConfigMapList{}, &corev1.ServiceAccountList{},
+		&corev1.NamespaceList{}, &appsv1.DeploymentList{}, &appsv1.StatefulSetList{}, &rbacv1.ClusterRoleList{},
+		&admissionregistrationv1.MutatingWebhookConfigurationList{}} {
+		if err := kube.Client.List(ctx, l, sel); err != nil {
+			t.Fatal(err)
+		}
+		err := meta.EachListItem(l, func(o runtime.Object) error {
+			if ns, ok := o.(*corev1.Namespace); ok && ns.Status.Phase == corev1.NamespaceTerminating {
+				return nil // no namespace controller runs here to finish the deletion
+			}
+			m, err := meta.Accessor(o)
+			if err != nil {
+				return err
+			}
+			out = append(out, fmt.Sprintf("%T %s/%s", o, m.GetNamespace(), m.GetName()))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func ptrTo[T any](v T) *T { return &v }
