@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/hashicorp/vault/api"
@@ -52,16 +49,5 @@ func Steps(spec *Spec, t Targets, phases []string) ([]Step, error) {
 
 func noop(context.Context) error { return nil }
 
-// ErrNoChart is returned by the apps phase while the chart does not exist.
-var ErrNoChart = errors.New("the app stack chart does not exist yet")
-
-func appsSteps(spec *Spec) []Step {
-	return []Step{{Phase: PhaseApps, Name: "app stack release", Apply: noop,
-		Check: func(context.Context) (Change, error) {
-			chart := filepath.Join(spec.ChartDir, "Chart.yaml")
-			if _, err := os.Stat(chart); errors.Is(err, fs.ErrNotExist) {
-				return Change{}, fmt.Errorf("%w: %s is missing; the apps phase installs charts/blinkchamber with the Helm SDK once that chart lands (issue #5), until then run the base, vault and secrets phases", ErrNoChart, chart)
-			}
-			return Change{}, fmt.Errorf("%w: installing %s is not implemented yet (issue #5)", ErrNoChart, spec.ChartDir)
-		}}}
-}
+// ErrNoChart is returned by the apps phase when the chart is missing.
+var ErrNoChart = errors.New("the app stack chart is missing")

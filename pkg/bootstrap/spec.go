@@ -23,8 +23,10 @@ type Spec struct {
 	KVMount   string
 	TokenTTL  time.Duration
 	Apps      []App
-	// ChartDir is where the apps phase finds the chart.
-	ChartDir string
+	// VaultAddr is Vault's address, handed to the apps' release.
+	VaultAddr string
+	// Release is where the apps phase installs the chart.
+	Release Release
 }
 
 // Seal says how Vault is initialised and unsealed.

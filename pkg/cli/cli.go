@@ -26,6 +26,7 @@ type Options struct {
 	Kubeconfig string
 	Output     string
 	DryRun     bool
+	Chart      string
 }
 
 // Exit codes.
@@ -60,6 +61,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
 	fs.StringVar(&o.Output, "output", "text", "text or json")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "bootstrap: show the plan, change nothing")
+	fs.StringVar(&o.Chart, "chart", "charts/blinkchamber", "the chart the apps phase installs")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK

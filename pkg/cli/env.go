@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	authv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -59,7 +60,11 @@ func load(ctx context.Context, o *Options) (*environment, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := buildSpec(cfg, rc, kc, cs)
+	getter := genericclioptions.NewConfigFlags(false)
+	if o.Kubeconfig != "" {
+		getter.KubeConfig = &o.Kubeconfig
+	}
+	spec, err := buildSpec(cfg, rc, kc, cs, o.Chart, getter)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +105,7 @@ func vaultClient(v config.Vault) (*api.Client, error) {
 	return c, nil
 }
 
-func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kubernetes.Interface) (*bootstrap.Spec, error) {
+func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kubernetes.Interface, chart string, getter genericclioptions.RESTClientGetter) (*bootstrap.Spec, error) {
 	var err error
 	v := cfg.Vault
 	spec := &bootstrap.Spec{
@@ -108,7 +113,8 @@ func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kuberne
 		Audit:       bootstrap.Audit{Type: string(v.Audit.Type), Path: v.Audit.Path},
 		KVMount:     v.KVMount,
 		TokenTTL:    v.TokenTTL.Duration,
-		ChartDir:    "charts/blinkchamber",
+		VaultAddr:   v.Address,
+		Release:     bootstrap.Release{ChartDir: chart, Release: "blinkchamber", Namespace: "blinkchamber", Getter: getter},
 	}
 	if spec.Seal, err = seal(v.Seal); err != nil {
 		return nil, err

@@ -259,12 +259,7 @@ func TestChartInstallUpgradeUninstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ns, release = "bc-sdk", "sdk"
-	flags := genericclioptions.NewConfigFlags(false)
-	flags.KubeConfig, flags.Namespace = &kubeconfig, ptrTo(ns)
-	cfg := &action.Configuration{}
-	if err := cfg.Init(flags, ns, "secret", func(string, ...any) {}); err != nil {
-		t.Fatal(err)
-	}
+	cfg := helmConfig(t, kubeconfig, ns)
 	if err := kube.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
@@ -287,11 +282,7 @@ func TestChartInstallUpgradeUninstall(t *testing.T) {
 	if rel, err = upgrade.RunWithContext(ctx, release, ch, vals); err != nil || rel.Version != 2 {
 		t.Fatalf("upgrade: %v", err)
 	}
-	uninstall := action.NewUninstall(cfg)
-	uninstall.DisableHooks = true
-	if _, err := uninstall.Run(release); err != nil {
-		t.Fatalf("uninstall: %v", err)
-	}
+	uninstallRelease(t, kubeconfig, ns, release)
 	// Nothing labelled with the release is left, in any kind the chart makes.
 	left := leftovers(t, ctx, release)
 	if len(left) > 0 {
@@ -328,3 +319,25 @@ func leftovers(t *testing.T, ctx context.Context, release string) []string {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// helmConfig is the Helm SDK's configuration for namespace ns.
+func helmConfig(t *testing.T, kubeconfig, ns string) *action.Configuration {
+	t.Helper()
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.KubeConfig, flags.Namespace = &kubeconfig, ptrTo(ns)
+	cfg := &action.Configuration{}
+	if err := cfg.Init(flags, ns, "secret", func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// uninstallRelease removes a release without running hooks (no kubelet).
+func uninstallRelease(t *testing.T, kubeconfig, ns, release string) {
+	t.Helper()
+	uninstall := action.NewUninstall(helmConfig(t, kubeconfig, ns))
+	uninstall.DisableHooks = true
+	if _, err := uninstall.Run(release); err != nil {
+		t.Errorf("uninstalling %s/%s: %v", ns, release, err)
+	}
+}
