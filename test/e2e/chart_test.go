@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/blinkchamber/blinkchamber/pkg/bootstrap/config"
 	"github.com/blinkchamber/blinkchamber/pkg/mutate"
 	"github.com/blinkchamber/blinkchamber/test/toolchain"
 )
@@ -339,5 +340,33 @@ func uninstallRelease(t *testing.T, kubeconfig, ns, release string) {
 	uninstall.DisableHooks = true
 	if _, err := uninstall.Run(release); err != nil {
 		t.Errorf("uninstalling %s/%s: %v", ns, release, err)
+	}
+}
+
+// TestChartBootstrapConfigIsValid: the config the chart generates for its
+// bootstrap Job is one the bootstrap accepts, in every environment.
+func TestChartBootstrapConfigIsValid(t *testing.T) {
+	ch := loadChart(t)
+	for _, env := range environments {
+		t.Run(env, func(t *testing.T) {
+			found := false
+			for _, o := range render(t, ch, env) {
+				if o.GetKind() != "ConfigMap" || o.GetName() != "bc-bootstrap-config" {
+					continue
+				}
+				found = true
+				data, _, _ := unstructured.NestedString(o.Object, "data", "blinkchamber.yaml")
+				cfg, err := config.Parse([]byte(data))
+				if err != nil {
+					t.Fatalf("the bootstrap would refuse its config: %v\n%s", err, data)
+				}
+				if string(cfg.Environment) != env {
+					t.Errorf("environment %s, want %s", cfg.Environment, env)
+				}
+			}
+			if !found {
+				t.Fatal("no bootstrap config rendered")
+			}
+		})
 	}
 }

@@ -16,7 +16,7 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{/* The address agents and the bootstrap Job use to reach Vault. */}}
 {{- define "blinkchamber.vault.addr" -}}
 {{- if .Values.vault.enabled -}}
-http://{{ include "blinkchamber.vault.name" . }}.{{ .Release.Namespace }}.svc:8200
+{{ if .Values.vault.tls.enabled }}https{{ else }}http{{ end }}://{{ include "blinkchamber.vault.name" . }}.{{ .Release.Namespace }}.svc:8200
 {{- else -}}
 {{ required "vault.externalAddress is required when vault.enabled is false" .Values.vault.externalAddress }}
 {{- end -}}
@@ -37,4 +37,13 @@ capabilities:
   drop: ["ALL"]
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+{{/* Vault's CA, mounted where the injector and the bootstrap read it. */}}
+{{- define "blinkchamber.vault.caVolume" -}}
+- name: vault-ca
+  secret:
+    secretName: {{ include "blinkchamber.vault.name" . }}-tls
+    items:
+      - {key: ca.crt, path: ca.crt}
 {{- end -}}

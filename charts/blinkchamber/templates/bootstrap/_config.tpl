@@ -19,6 +19,7 @@
 {{- $cfg := dict "environment" .Values.global.environment
     "vault" (dict
       "address" (include "blinkchamber.vault.addr" .)
+      "caFile" (ternary "/vault-ca/ca.crt" "" (and .Values.vault.enabled .Values.vault.tls.enabled))
       "seal" $seal
       "audit" $audit
       "kubernetesAuth" (dict "reviewerNamespace" .Release.Namespace "reviewerServiceAccount" (printf "%s-vault-token-reviewer" .Release.Name)))
