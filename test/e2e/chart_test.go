@@ -206,7 +206,9 @@ func TestChartPolicies(t *testing.T) {
 					injectedNS[o.GetName()] = true
 				}
 			}
+			accounts := map[string]bool{}
 			for owner, pod := range podSpecs(t, objs) {
+				accounts[pod.Spec.ServiceAccountName] = true
 				checkPod(t, owner, pod)
 				if injectedNS[pod.Namespace] {
 					if pod.Annotations[mutate.AnnotationInject] != "true" {
@@ -215,6 +217,12 @@ func TestChartPolicies(t *testing.T) {
 					if _, errs := mutate.Parse(pod); len(errs) > 0 {
 						t.Errorf("%s: the injector would refuse it: %v", owner, errs.ToAggregate())
 					}
+				}
+			}
+			// The app stack components on by default are all there.
+			for _, app := range []string{"postgresql", "minio", "grafana", "prometheus"} {
+				if !accounts[app] {
+					t.Errorf("no %s workload rendered", app)
 				}
 			}
 		})

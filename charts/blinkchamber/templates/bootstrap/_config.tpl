@@ -29,5 +29,5 @@
 
 {{/* The apps bootstrap provisions: those of the app stack that are enabled. */}}
 {{- define "blinkchamber.bootstrap.apps" -}}
-[]
+{{- include "blinkchamber.apps.bootstrapApps" . -}}
 {{- end -}}
