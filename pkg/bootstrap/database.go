@@ -119,14 +119,7 @@ func checkDBRole(c *api.Client, db *Database, r DBRole) func(context.Context) (C
 		if s == nil {
 			return Needs("create (ttl %s, max %s)", r.DefaultTTL, r.MaxTTL), nil
 		}
-		var drift []string
-		for k, want := range dbRoleData(db, r) {
-			if !sameValue(s.Data[k], want) {
-				drift = append(drift, k)
-			}
-		}
-		if len(drift) > 0 {
-			sort.Strings(drift)
+		if drift := driftedKeys(s.Data, dbRoleData(db, r)); len(drift) > 0 {
 			return Needs("repair %s", strings.Join(drift, ", ")), nil
 		}
 		return Unchanged(fmt.Sprintf("ttl %s, max %s", r.DefaultTTL, r.MaxTTL)), nil

@@ -245,14 +245,7 @@ func checkRole(spec *Spec, c *api.Client, app App) func(context.Context) (Change
 		if s == nil {
 			return Needs("create, bound to ServiceAccount %s/%s with policy %s", app.Namespace, app.ServiceAccount, app.Policy), nil
 		}
-		var drift []string
-		for k, want := range roleData(spec, app) {
-			if !sameValue(s.Data[k], want) {
-				drift = append(drift, k)
-			}
-		}
-		if len(drift) > 0 {
-			sort.Strings(drift)
+		if drift := driftedKeys(s.Data, roleData(spec, app)); len(drift) > 0 {
 			return Needs("repair %s", strings.Join(drift, ", ")), nil
 		}
 		return Unchanged(fmt.Sprintf("bound to %s/%s", app.Namespace, app.ServiceAccount)), nil
@@ -264,6 +257,19 @@ func applyRole(spec *Spec, c *api.Client, app App) func(context.Context) error {
 		_, err := c.Logical().WriteWithContext(ctx, "auth/"+spec.KubeAuth.Path+"/role/"+app.Role, roleData(spec, app))
 		return err
 	}
+}
+
+// driftedKeys lists, sorted, the keys of want whose value Vault holds
+// differently in got.
+func driftedKeys(got, want map[string]any) []string {
+	var drift []string
+	for k, w := range want {
+		if !sameValue(got[k], w) {
+			drift = append(drift, k)
+		}
+	}
+	sort.Strings(drift)
+	return drift
 }
 
 // sameValue compares what Vault returned (JSON: []any, json.Number) with

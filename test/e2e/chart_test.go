@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -62,7 +61,11 @@ func envValues(t *testing.T, env string) map[string]any {
 // render renders the chart for one environment and returns its objects.
 func render(t *testing.T, ch *chart.Chart, env string) []*unstructured.Unstructured {
 	t.Helper()
-	vals, err := chartutil.ToRenderValues(ch, envValues(t, env),
+	user := envValues(t, env)
+	// An apps namespace of its own: other tests install and delete the
+	// default one, and no namespace controller here finishes a deletion.
+	user["apps"] = map[string]any{"namespace": "chart-apps"}
+	vals, err := chartutil.ToRenderValues(ch, user,
 		chartutil.ReleaseOptions{Name: "bc", Namespace: chartNamespace, IsInstall: true}, chartutil.DefaultCapabilities)
 	if err != nil {
 		t.Fatal(err)
@@ -127,8 +130,13 @@ func TestChartRendersObjectsTheAPIServerAccepts(t *testing.T) {
 	ch := loadChart(t)
 	// The release namespace with its "default" ServiceAccount, as a real
 	// cluster's controller-manager would make it (the helm test pods use it).
-	if err := kube.Namespace(ctx, chartNamespace, false); err != nil && !apierrors.IsAlreadyExists(errors.Unwrap(err)) {
-		t.Fatal(err)
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: chartNamespace}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: chartNamespace}},
+	} {
+		if err := kube.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
 	}
 	for _, env := range environments {
 		t.Run(env, func(t *testing.T) {
