@@ -14,11 +14,11 @@ import (
 const DefaultCreationStatements = `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';
 GRANT CONNECT ON DATABASE postgres TO "{{name}}";`
 
-func databaseSteps(c *api.Client, app App) []Step {
+func databaseSteps(spec *Spec, c *api.Client, app App) []Step {
 	p, db := PhaseSecrets, app.Database
 	steps := []Step{
 		{Phase: p, Name: "database engine", Check: checkDBMount(c), Apply: applyDBMount(c)},
-		{Phase: p, Name: "database connection " + db.Connection, Check: checkDBConnection(c, app), Apply: applyDBConnection(c, app)},
+		{Phase: p, Name: "database connection " + db.Connection, Check: checkDBConnection(c, app), Apply: applyDBConnection(spec, c, app)},
 	}
 	for _, r := range db.Roles {
 		steps = append(steps, Step{Phase: p, Name: "database role " + r.Name, Check: checkDBRole(c, db, r), Apply: applyDBRole(c, db, r)})
@@ -77,15 +77,36 @@ func checkDBConnection(c *api.Client, app App) func(context.Context) (Change, er
 	}
 }
 
-func applyDBConnection(c *api.Client, app App) func(context.Context) error {
+func applyDBConnection(spec *Spec, c *api.Client, app App) func(context.Context) error {
 	db := app.Database
 	return func(ctx context.Context) error {
-		_, err := c.Logical().WriteWithContext(ctx, "database/config/"+db.Connection, map[string]any{
+		password, err := dbPassword(ctx, spec, c, db)
+		if err != nil {
+			return err
+		}
+		_, err = c.Logical().WriteWithContext(ctx, "database/config/"+db.Connection, map[string]any{
 			"plugin_name": "postgresql-database-plugin", "connection_url": db.ConnectionURL,
-			"username": db.Username, "password": db.Password, "allowed_roles": roleNames(db),
+			"username": db.Username, "password": password, "allowed_roles": roleNames(db),
 		})
 		return err
 	}
+}
+
+// dbPassword is the admin password, read from KV when the config points
+// there (the secret was written by an earlier step of this phase).
+func dbPassword(ctx context.Context, spec *Spec, c *api.Client, db *Database) (string, error) {
+	if db.PasswordKV == nil {
+		return db.Password, nil
+	}
+	kv, err := c.KVv2(spec.KVMount).Get(ctx, db.PasswordKV.Path)
+	if err != nil {
+		return "", fmt.Errorf("reading the database password from %s/data/%s: %w", spec.KVMount, db.PasswordKV.Path, err)
+	}
+	v, ok := kv.Data[db.PasswordKV.Key].(string)
+	if !ok || v == "" {
+		return "", fmt.Errorf("%s/data/%s has no key %q", spec.KVMount, db.PasswordKV.Path, db.PasswordKV.Key)
+	}
+	return v, nil
 }
 
 func roleNames(db *Database) []string {

@@ -17,14 +17,26 @@ import (
 func secretsSteps(spec *Spec, c *api.Client) []Step {
 	p := PhaseSecrets
 	steps := []Step{{Phase: p, Name: "kv-v2 at " + spec.KVMount + "/", Check: checkKV(spec, c), Apply: applyKV(spec, c)}}
+	// Every secret first: a database connection may take its password from
+	// another app's secret.
 	for _, app := range spec.Apps {
 		for _, s := range app.Secrets {
 			steps = append(steps, Step{Phase: p, Name: fmt.Sprintf("secret %s/data/%s", spec.KVMount, s.Path),
 				Check: checkSecret(spec, c, s), Apply: applySecret(spec, c, s)})
 		}
+	}
+	dbMount := false
+	for _, app := range spec.Apps {
 		if app.Database != nil {
-			steps = append(steps, databaseSteps(c, app)...)
+			db := databaseSteps(spec, c, app)
+			if dbMount {
+				db = db[1:] // the engine is enabled once
+			}
+			dbMount = true
+			steps = append(steps, db...)
 		}
+	}
+	for _, app := range spec.Apps {
 		steps = append(steps,
 			Step{Phase: p, Name: "policy " + app.Policy, Check: checkPolicy(c, app.Policy, policyFor(spec, app)), Apply: applyPolicy(c, app.Policy, policyFor(spec, app))},
 			Step{Phase: p, Name: "kubernetes role " + app.Role, Check: checkRole(spec, c, app), Apply: applyRole(spec, c, app)},

@@ -108,8 +108,17 @@ type Database struct {
 	Connection    string // Vault connection name
 	ConnectionURL string // with {{username}}/{{password}} templating
 	Username      string
-	Password      string
-	Roles         []DBRole
+	// Password, or PasswordKV (a KV v2 path and key that an earlier step
+	// wrote), is Username's password.
+	Password   string
+	PasswordKV *KVRef
+	Roles      []DBRole
+}
+
+// KVRef is one key of a KV v2 secret.
+type KVRef struct {
+	Path string
+	Key  string
 }
 
 // DBRole is one database secrets engine role.

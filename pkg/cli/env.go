@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -137,7 +138,7 @@ func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kuberne
 	}
 	spec.KubeAuth = ka
 	for i, a := range cfg.Apps {
-		app, err := buildApp(v, a)
+		app, err := buildApp(cfg, a)
 		if err != nil {
 			return nil, fmt.Errorf("apps[%d] (%s): %w", i, a.Name, err)
 		}
@@ -204,7 +205,8 @@ func kubeAuth(k config.KubernetesAuth, rc *rest.Config, cs kubernetes.Interface)
 	return ka, nil
 }
 
-func buildApp(v config.Vault, a config.App) (bootstrap.App, error) {
+func buildApp(cfg *config.Config, a config.App) (bootstrap.App, error) {
+	v := cfg.Vault
 	app := bootstrap.App{Name: a.Name, Namespace: a.Namespace, ServiceAccount: a.ServiceAccount,
 		Policy: a.PolicyName(), Role: a.RoleName()}
 	for _, s := range a.Secrets {
@@ -223,7 +225,7 @@ func buildApp(v config.Vault, a config.App) (bootstrap.App, error) {
 		app.Secrets = append(app.Secrets, sec)
 	}
 	if a.Postgres != nil {
-		db, err := database(a)
+		db, err := database(cfg, a)
 		if err != nil {
 			return app, err
 		}
@@ -232,22 +234,52 @@ func buildApp(v config.Vault, a config.App) (bootstrap.App, error) {
 	return app, nil
 }
 
-func database(a config.App) (*bootstrap.Database, error) {
+func database(cfg *config.Config, a config.App) (*bootstrap.Database, error) {
 	c := a.Postgres.Connection
-	pw, err := os.ReadFile(c.PasswordFile)
-	if err != nil {
-		return nil, fmt.Errorf("postgres.connection.passwordFile: %w", err)
+	var pw []byte
+	var kvRef *bootstrap.KVRef
+	if c.PasswordFromSecret != "" {
+		ref, err := secretRef(cfg, c.PasswordFromSecret)
+		if err != nil {
+			return nil, fmt.Errorf("postgres.connection.passwordFromSecret: %w", err)
+		}
+		kvRef = ref
+	} else {
+		var err error
+		if pw, err = os.ReadFile(c.PasswordFile); err != nil {
+			return nil, fmt.Errorf("postgres.connection.passwordFile: %w", err)
+		}
 	}
 	u := url.URL{Scheme: "postgresql", Host: net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), Path: "/" + c.Database,
 		RawQuery: "sslmode=" + string(c.SSLMode)}
 	db := &bootstrap.Database{
 		Connection:    a.Namespace + "-" + a.Name,
 		ConnectionURL: strings.Replace(u.String(), "postgresql://", "postgresql://{{username}}:{{password}}@", 1),
-		Username:      c.Username, Password: strings.TrimRight(string(pw), "\r\n"),
+		Username:      c.Username, Password: strings.TrimRight(string(pw), "\r\n"), PasswordKV: kvRef,
 	}
 	for _, r := range a.Postgres.Roles {
 		db.Roles = append(db.Roles, bootstrap.DBRole{Name: r.Name, DefaultTTL: r.DefaultTTL.Duration,
 			MaxTTL: r.MaxTTL.Duration, CreationStatements: r.CreationStatements})
 	}
 	return db, nil
+}
+
+// secretRef resolves "<app>/<secret>#<key>" to the KV path of a secret this
+// config manages.
+func secretRef(cfg *config.Config, ref string) (*bootstrap.KVRef, error) {
+	appName, secretName, key, err := config.ParseSecretRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range cfg.Apps {
+		if a.Name != appName {
+			continue
+		}
+		for _, s := range a.Secrets {
+			if s.Name == secretName && slices.Contains(s.Keys(), key) {
+				return &bootstrap.KVRef{Path: a.KVPath(cfg.Vault.KVMount, s.Name), Key: key}, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%q names no key of a secret in this config", ref)
 }

@@ -492,19 +492,29 @@ func TestBootstrapPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The PostgreSQL superuser password is imported into Vault as the pg
+	// app's secret, and the shop app's database connection takes it from
+	// there (passwordFromSecret), as the chart wires PostgreSQL and Zitadel.
 	extra := fmt.Sprintf(`    postgres:
       connection:
         host: %s
         port: %d
         username: %s
-        passwordFile: %s
+        passwordFromSecret: pg/admin#password
       roles:
         - name: pgb-orders
           defaultTTL: 10m
           maxTTL: 1h
-`, pg.Host, pg.Port, pg.SuperUser, pwFile)
+`, pg.Host, pg.Port, pg.SuperUser)
+	pgApp := fmt.Sprintf(`  - name: pg
+    namespace: pgb-db
+    secrets:
+      - name: admin
+        fromFile:
+          password: %s
+`, pwFile)
 	// The shop app (first in the config) gets the database.
-	withDB := strings.Replace(string(cfg), "    serviceAccount: shop\n", "    serviceAccount: shop\n"+extra, 1)
+	withDB := strings.Replace(string(cfg), "    serviceAccount: shop\n", "    serviceAccount: shop\n"+extra, 1) + pgApp
 	if err := os.WriteFile(e.config, []byte(withDB), 0o600); err != nil {
 		t.Fatal(err)
 	}

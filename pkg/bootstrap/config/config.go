@@ -300,9 +300,15 @@ type PostgresConnection struct {
 	Port     int    `json:"port"`
 	Database string `json:"database"`
 	Username string `json:"username"`
-	// PasswordFile holds Username's password.
-	PasswordFile string  `json:"passwordFile"`
-	SSLMode      SSLMode `json:"sslMode"`
+	// PasswordFile holds Username's password. Exactly one of PasswordFile
+	// and PasswordFromSecret is set.
+	PasswordFile string `json:"passwordFile,omitempty"`
+	// PasswordFromSecret takes the password from a secret this config
+	// generates, as "<app>/<secret>#<key>": the PostgreSQL the chart runs
+	// gets its superuser password from Vault, and Vault's database engine
+	// then logs in with the same value, with no file to keep.
+	PasswordFromSecret string  `json:"passwordFromSecret,omitempty"`
+	SSLMode            SSLMode `json:"sslMode"`
 }
 
 // PostgresRole is one Vault database role; its name is unique across apps.

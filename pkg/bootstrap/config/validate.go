@@ -377,7 +377,16 @@ func (c *PostgresConnection) validate(p *field.Path) field.ErrorList {
 	}
 	errs = append(errs, validatePlainName(p.Child("database"), c.Database)...)
 	errs = append(errs, validatePlainName(p.Child("username"), c.Username)...)
-	errs = append(errs, validateFile(p.Child("passwordFile"), c.PasswordFile, true)...)
+	switch {
+	case c.PasswordFile != "" && c.PasswordFromSecret != "":
+		errs = append(errs, field.Forbidden(p.Child("passwordFromSecret"), "set passwordFile or passwordFromSecret, not both"))
+	case c.PasswordFromSecret != "":
+		if _, _, _, err := ParseSecretRef(c.PasswordFromSecret); err != nil {
+			errs = append(errs, field.Invalid(p.Child("passwordFromSecret"), c.PasswordFromSecret, err.Error()))
+		}
+	default:
+		errs = append(errs, validateFile(p.Child("passwordFile"), c.PasswordFile, true)...)
+	}
 	switch c.SSLMode {
 	case SSLDisable, SSLRequire, SSLVerifyFull:
 	default:
@@ -493,4 +502,14 @@ func validateDNSSubdomain(p *field.Path, v string) field.ErrorList {
 		errs = append(errs, field.Invalid(p, v, msg))
 	}
 	return errs
+}
+
+// ParseSecretRef reads "<app>/<secret>#<key>".
+func ParseSecretRef(ref string) (app, secret, key string, err error) {
+	path, key, ok := strings.Cut(ref, "#")
+	app, secret, ok2 := strings.Cut(path, "/")
+	if !ok || !ok2 || app == "" || secret == "" || key == "" || strings.Contains(secret, "/") {
+		return "", "", "", fmt.Errorf("must be <app>/<secret>#<key>, naming a secret of this config")
+	}
+	return app, secret, key, nil
 }

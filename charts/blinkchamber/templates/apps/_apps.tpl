@@ -276,10 +276,6 @@ The core chart's "blinkchamber.bootstrap.apps" can be:
 {{- $conn := ((.Values.apps | default dict).postgresql | default dict).vaultConnection | default dict -}}
 {{- if include "blinkchamber.apps.enabled" (list . "postgresql") -}}
 {{- $admin := dict "name" "admin" "data" (dict "username" ($conn.username | default "postgres")) "generate" (dict "password" $pw) -}}
-{{- if include "blinkchamber.apps.enabled" (list . "zitadel") -}}
-{{- /* Vault's database engine logs in with the password in passwordFile: import that one, so PostgreSQL, Vault's copy and the connection agree. */ -}}
-{{- $admin = dict "name" "admin" "data" (dict "username" ($conn.username | default "postgres")) "fromFile" (dict "password" (required "apps.postgresql.vaultConnection.passwordFile is required when zitadel is enabled" $conn.passwordFile)) -}}
-{{- end -}}
 {{- $apps = append $apps (dict "name" "postgresql" "namespace" $ns "serviceAccount" "postgresql" "secrets" (list $admin)) -}}
 {{- end -}}
 {{- if include "blinkchamber.apps.enabled" (list . "minio") -}}
@@ -307,7 +303,7 @@ The core chart's "blinkchamber.bootstrap.apps" can be:
       "connection" (dict
         "host" (printf "postgresql.%s.svc" $ns) "port" 5432 "database" "postgres"
         "username" ($conn.username | default "postgres")
-        "passwordFile" (required "apps.postgresql.vaultConnection.passwordFile is required when zitadel is enabled" $conn.passwordFile)
+        "passwordFromSecret" "postgresql/admin#password"
         "sslMode" "disable")
       "roles" (list (dict
         "name" ($db.adminRole | default "zitadel-admin")
