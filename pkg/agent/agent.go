@@ -47,6 +47,9 @@ type Agent struct {
 	status    *status
 	requests  atomic.Int64
 	relogin   chan struct{}
+	// wake makes the loop act now, not when its timer fires (after a
+	// re-login, the old leases are dead).
+	wake chan struct{}
 	// vaultMu serialises token changes against requests that use it.
 	vaultMu sync.Mutex
 	auth    *api.Secret
@@ -59,7 +62,7 @@ type Agent struct {
 // again here, so a hand-edited pod spec cannot bypass admission) and builds
 // the Vault client. It contacts nothing.
 func New(cfg *Config, log logr.Logger) (*Agent, error) {
-	a := &Agent{cfg: cfg, log: log, cache: newCache(), status: &status{}, relogin: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, log: log, cache: newCache(), status: &status{}, relogin: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 	a.metrics = newMetrics(a)
 	for i, s := range cfg.Secrets {
 		t, err := tmpl.New(s.Name, s.Template)
@@ -214,6 +217,7 @@ func (a *Agent) loop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-a.wake:
 		case <-time.After(wait):
 		}
 		err := errors.Join(a.refresh(ctx), a.renderAll(ctx))
@@ -268,7 +272,8 @@ func (a *Agent) renew(ctx context.Context, e *entry) error {
 
 // fetch asks Vault for req and caches the answer.
 func (a *Agent) fetch(ctx context.Context, req tmpl.Request) error {
-	if a.token() == "" {
+	used := a.token()
+	if used == "" {
 		// A login is under way (the token was found revoked).
 		return fmt.Errorf("%w; waiting for a new login", ErrTokenInvalid)
 	}
@@ -277,10 +282,12 @@ func (a *Agent) fetch(ctx context.Context, req tmpl.Request) error {
 		// A revoked token also answers 403: tell the two apart before
 		// blaming the path.
 		if ok, verr := tokenValid(ctx, a.vault); !ok && verr == nil {
-			// Drop the dead token: the first render logs in again when it
-			// finds none, keepToken does so when asked.
-			a.setAuth(nil)
-			a.requestRelogin()
+			// Drop the dead token, unless a new login has replaced it
+			// meanwhile: the first render logs in again when it finds
+			// none, keepToken does so when asked.
+			if a.clearToken(used) && a.status.started() {
+				a.requestRelogin()
+			}
 			return fmt.Errorf("%w; logging in again", ErrTokenInvalid)
 		}
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"reflect"
 	"sort"
@@ -131,9 +132,12 @@ func (c *cache) next() time.Time {
 func (c *cache) reissueLeases(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, e := range c.entries {
+	for k, e := range c.entries {
 		if !e.Expires.IsZero() {
-			e.Action, e.Due = actionReissue, now
+			// Copy on write: the loop may be reading e outside the lock.
+			n := *e
+			n.Action, n.Due = actionReissue, now
+			c.entries[k] = &n
 		}
 	}
 }
@@ -161,9 +165,17 @@ func schedule(e *entry, now time.Time, interval time.Duration) {
 		e.Expires = time.Time{}
 		e.Action, e.Due = actionReread, now.Add(interval)
 	case s.LeaseID == "":
-		e.Action, e.Due = actionNone, time.Time{}
+		// A write without a lease (pki/issue): issued again at two thirds of
+		// its certificate's life when it has an expiration, else once.
+		if exp, ok := expiration(s); ok {
+			e.Action, e.Due = actionReissue, now.Add(jitter(max(exp.Sub(now)*2/3, minLeaseTTL)))
+		} else {
+			e.Action, e.Due = actionNone, time.Time{}
+		}
 	default:
-		ttl := time.Duration(s.LeaseDuration) * time.Second
+		// A floor on the TTL: a lease granted for 0 s must not make a hot
+		// renewal loop.
+		ttl := max(time.Duration(s.LeaseDuration)*time.Second, minLeaseTTL)
 		e.Expires = now.Add(ttl)
 		if e.Increment == 0 {
 			e.Increment = s.LeaseDuration
@@ -175,6 +187,22 @@ func schedule(e *entry, now time.Time, interval time.Duration) {
 			e.Action, e.Due = actionReissue, now.Add(jitter(ttl*85/100))
 		}
 	}
+}
+
+// minLeaseTTL is the shortest lease life the schedule works with.
+const minLeaseTTL = time.Second
+
+// expiration reads the "expiration" (Unix seconds) PKI answers carry.
+func expiration(s *api.Secret) (time.Time, bool) {
+	switch v := s.Data["expiration"].(type) {
+	case json.Number:
+		if n, err := v.Int64(); err == nil {
+			return time.Unix(n, 0), true
+		}
+	case float64:
+		return time.Unix(int64(v), 0), true
+	}
+	return time.Time{}, false
 }
 
 // jitter spreads d by up to -10 %.

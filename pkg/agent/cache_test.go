@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -29,6 +31,8 @@ func TestSchedule(t *testing.T) {
 		{"renewal capped by max ttl re-issues", read, &api.Secret{LeaseID: "l", LeaseDuration: 10, Renewable: true}, 30, actionReissue, 7650 * time.Millisecond, 8500 * time.Millisecond},
 		{"non-renewable lease re-issues at 85 percent", read, &api.Secret{LeaseID: "l", LeaseDuration: 100}, 0, actionReissue, 76500 * time.Millisecond, 85 * time.Second},
 		{"write without lease is issued once", write, &api.Secret{Data: map[string]any{}}, 0, actionNone, 0, 0},
+		{"certificate re-issued at two thirds of its life", write, &api.Secret{Data: map[string]any{"expiration": json.Number(fmt.Sprint(now.Add(time.Hour).Unix()))}}, 0, actionReissue, 36 * time.Minute, 40 * time.Minute},
+		{"zero-second lease is not a hot loop", read, &api.Secret{LeaseID: "l", LeaseDuration: 0, Renewable: true}, 0, actionRenew, 600 * time.Millisecond, time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,6 +27,19 @@ func (a *Agent) setAuth(s *api.Secret) {
 	a.metrics.tokenTTL.Set(float64(s.Auth.LeaseDuration))
 }
 
+// clearToken drops the token if it is still the one that failed; false
+// when a new login already replaced it.
+func (a *Agent) clearToken(failed string) bool {
+	a.vaultMu.Lock()
+	defer a.vaultMu.Unlock()
+	if a.vault.Token() != failed {
+		return false
+	}
+	a.auth = nil
+	a.vault.ClearToken()
+	return true
+}
+
 func (a *Agent) currentAuth() *api.Secret {
 	a.vaultMu.Lock()
 	defer a.vaultMu.Unlock()
@@ -74,8 +87,12 @@ func (a *Agent) keepToken(ctx context.Context) {
 				case <-a.relogin:
 				default:
 				}
-				// The old token's leases die with it: issue new ones.
+				// The old token's leases die with it: issue new ones now.
 				a.cache.reissueLeases(time.Now())
+				select {
+				case a.wake <- struct{}{}:
+				default:
+				}
 				break
 			}
 			a.status.setError(err)

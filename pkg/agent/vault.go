@@ -98,10 +98,21 @@ func login(ctx context.Context, c *api.Client, cfg *Config) (*api.Secret, error)
 func classifyLogin(err error, cfg *Config) error {
 	where := fmt.Sprintf("role %q at %s", cfg.Vault.Role, cfg.Vault.AuthPath)
 	var re *api.ResponseError
-	if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 {
+	if errors.As(err, &re) && permanentStatus(re.StatusCode) {
 		return &PermanentError{fmt.Errorf("%w: %s: %s", ErrLoginRefused, where, vaultReason(re))}
 	}
 	return fmt.Errorf("logging in to vault with %s: %w", where, err)
+}
+
+// permanentStatus: a 4xx is Vault's final word, except a timeout (408), a
+// performance standby's "not yet" (412) and rate limiting (429), which a
+// retry with backoff gets past.
+func permanentStatus(code int) bool {
+	switch code {
+	case http.StatusRequestTimeout, http.StatusPreconditionFailed, http.StatusTooManyRequests:
+		return false
+	}
+	return code >= 400 && code < 500
 }
 
 // vaultReason is what Vault said, without the request URL's host.
@@ -121,7 +132,7 @@ func classifyRead(err error, op, path string) error {
 			return &PermanentError{fmt.Errorf("%w: %s %s: %s", ErrDenied, op, path, vaultReason(re))}
 		case re.StatusCode == http.StatusNotFound:
 			return &PermanentError{fmt.Errorf("%w: %s %s", ErrNotFound, op, path)}
-		case re.StatusCode >= 400 && re.StatusCode < 500:
+		case permanentStatus(re.StatusCode):
 			return &PermanentError{fmt.Errorf("%s %s: %s", op, path, vaultReason(re))}
 		}
 	}

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -44,8 +42,8 @@ func checkInit(spec *Spec, c *api.Client) func(context.Context) (Change, error) 
 }
 
 // applyInit initialises Vault and stores the keys before anything else. The
-// keys exist only in Vault's answer, so SIGINT and SIGTERM are held off
-// between the request and the store's fsync: an interrupted run never
+// keys exist only in Vault's answer, so an interruption (SIGINT, SIGTERM)
+// does not stop the request or the store's fsync: an interrupted run never
 // loses them. (SIGKILL cannot be held off; that window is one local write.)
 func applyInit(spec *Spec, c *api.Client) func(context.Context) error {
 	return func(ctx context.Context) error {
@@ -58,9 +56,9 @@ func applyInit(spec *Spec, c *api.Client) func(context.Context) error {
 		if spec.Seal.AutoUnseal() {
 			req = &api.InitRequest{RecoveryShares: spec.Seal.Shares, RecoveryThreshold: spec.Seal.Threshold}
 		}
-		signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-		defer signal.Reset(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-		// The request must complete even if ctx is cancelled meanwhile.
+		// SIGINT and SIGTERM only cancel ctx (the command's NotifyContext);
+		// the request and the save below ignore that cancellation, so the
+		// keys are stored even when the run is interrupted meanwhile.
 		resp, err := c.Sys().InitWithContext(context.WithoutCancel(ctx), req)
 		if err != nil {
 			return fmt.Errorf("initialising Vault: %w", err)
@@ -129,7 +127,9 @@ func checkToken(spec *Spec, c *api.Client) func(context.Context) (Change, error)
 		} else if admin != "" {
 			c.SetToken(admin)
 			if _, err := c.Auth().Token().RenewSelfWithContext(ctx, 0); err != nil {
-				return Change{}, blockedIfUnready(ctx, c, fmt.Errorf("renewing the admin token from %s: %w", spec.AdminKeys.Describe(), err))
+				return Change{}, blockedIfUnready(ctx, c, fmt.Errorf("renewing the admin token from %s: %w "+
+					"(if it expired, more than 30 days after the last bootstrap run, make a new root token with `vault operator generate-root` and the unseal or recovery keys)",
+					spec.AdminKeys.Describe(), err))
 			}
 			return Unchanged("using the admin token from " + spec.AdminKeys.Describe() + " (renewed)"), nil
 		}

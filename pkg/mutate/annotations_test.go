@@ -173,3 +173,17 @@ func TestConflictingNames(t *testing.T) {
 		t.Fatalf("want a duplicate volume error, got %v", err)
 	}
 }
+
+// TestInjectedMarkWithoutVolume: annotations copied from an injected pod
+// onto a new one must not add a mount of a volume the pod does not have.
+func TestInjectedMarkWithoutVolume(t *testing.T) {
+	pod := annotatedPod(withInject(AnnotationStatus, StatusInjected))
+	before := pod.DeepCopy()
+	out, err := Mutate(pod, goldenOptions())
+	if err != nil || out.Reason != ReasonAlreadyInjected {
+		t.Fatalf("Mutate = %+v, %v", out, err)
+	}
+	if !reflect.DeepEqual(pod, before) {
+		t.Fatal("the pod was changed")
+	}
+}

@@ -218,6 +218,11 @@ func (p *plan) apply(pod *corev1.Pod) {
 // remount handles re-invocation: another webhook may have added containers
 // after us. They get the secrets mount (when targeted); nothing else changes.
 func remount(pod *corev1.Pod, spec *Spec) {
+	if !slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == SecretsVolume }) {
+		// Marked injected but without our volume (annotations copied from
+		// another pod): a mount would point at nothing.
+		return
+	}
 	initNames, names := targets(pod, spec)
 	for i := range pod.Spec.InitContainers {
 		if slices.Contains(initNames, pod.Spec.InitContainers[i].Name) {
