@@ -37,7 +37,9 @@ func TestProductionRevokesRootToken(t *testing.T) {
 		AdminKeys:   keystore.NewFile(filepath.Join(dir, "keys-admin-token.json")),
 		Audit:       bootstrap.Audit{Type: "none"},
 		KubeAuth: bootstrap.KubeAuth{Path: "kubernetes", Host: kube.Config.Host, CAPEM: string(kube.Config.CAData),
-			ReviewerJWT: func(context.Context) (string, error) { return "reviewer-jwt-unused-here", nil }},
+			ReviewerJWT: func(context.Context) (string, time.Time, error) {
+				return "reviewer-jwt-unused-here", time.Now().Add(365 * 24 * time.Hour), nil
+			}},
 		KVMount: "secret", TokenTTL: time.Hour,
 		Apps: []bootstrap.App{{Name: "api", Namespace: "prod", ServiceAccount: "api", Policy: "blinkchamber-prod-api", Role: "api",
 			Secrets: []bootstrap.Secret{{Name: "db", Path: "prod/api/db", Literal: map[string]string{"user": "api"}}}}},

@@ -72,8 +72,9 @@ type KubeAuth struct {
 	Path  string // mount, e.g. "kubernetes"
 	Host  string
 	CAPEM string
-	// ReviewerJWT mints the token Vault uses for TokenReview calls.
-	ReviewerJWT            func(ctx context.Context) (string, error)
+	// ReviewerJWT mints the token Vault uses for TokenReview calls and says
+	// when it expires.
+	ReviewerJWT            func(ctx context.Context) (jwt string, expires time.Time, err error)
 	ReviewerNamespace      string
 	ReviewerServiceAccount string
 }

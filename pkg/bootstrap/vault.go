@@ -255,6 +255,10 @@ func checkAuthConfig(spec *Spec, c *api.Client) func(context.Context) (Change, e
 		}
 		if set, _ := s.Data["token_reviewer_jwt_set"].(bool); !set {
 			drift = append(drift, "token_reviewer_jwt")
+		} else if exp, ok := reviewerExpiry(ctx, spec, c); !ok || time.Until(exp) < reviewerRefresh {
+			// Vault does not say when the reviewer's token expires; bootstrap
+			// records it, and refreshes the token well before.
+			drift = append(drift, "token_reviewer_jwt (expiring)")
 		}
 		if len(drift) > 0 {
 			return Needs("repair %s", strings.Join(drift, ", ")), nil
@@ -265,14 +269,17 @@ func checkAuthConfig(spec *Spec, c *api.Client) func(context.Context) (Change, e
 
 func applyAuthConfig(spec *Spec, c *api.Client) func(context.Context) error {
 	return func(ctx context.Context) error {
-		jwt, err := spec.KubeAuth.ReviewerJWT(ctx)
+		jwt, expires, err := spec.KubeAuth.ReviewerJWT(ctx)
 		if err != nil {
 			return fmt.Errorf("minting the token reviewer's token: %w", err)
 		}
 		_, err = c.Logical().WriteWithContext(ctx, "auth/"+spec.KubeAuth.Path+"/config", map[string]any{
 			"kubernetes_host": spec.KubeAuth.Host, "kubernetes_ca_cert": spec.KubeAuth.CAPEM, "token_reviewer_jwt": jwt,
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		return saveReviewerExpiry(ctx, spec, c, expires)
 	}
 }
 
@@ -283,4 +290,33 @@ func readFile(what, path string) (string, error) {
 		return "", fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// Vault never returns the reviewer's token, so bootstrap records when it
+// expires in the auth mount's description and refreshes it a month ahead.
+const (
+	reviewerPrefix  = "blinkchamber: reviewer token expires "
+	reviewerRefresh = 30 * 24 * time.Hour
+)
+
+func reviewerExpiry(ctx context.Context, spec *Spec, c *api.Client) (time.Time, bool) {
+	auths, err := c.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		return time.Time{}, false
+	}
+	a, ok := auths[spec.KubeAuth.Path+"/"]
+	if !ok {
+		return time.Time{}, false
+	}
+	ts, ok := strings.CutPrefix(a.Description, reviewerPrefix)
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, ts)
+	return t, err == nil
+}
+
+func saveReviewerExpiry(ctx context.Context, spec *Spec, c *api.Client, expires time.Time) error {
+	desc := reviewerPrefix + expires.UTC().Format(time.RFC3339)
+	return c.Sys().TuneMountWithContext(ctx, "auth/"+spec.KubeAuth.Path, api.MountConfigInput{Description: &desc})
 }

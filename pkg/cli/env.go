@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 	authv1 "k8s.io/api/authentication/v1"
@@ -194,13 +195,13 @@ func kubeAuth(k config.KubernetesAuth, rc *rest.Config, cs kubernetes.Interface)
 		}
 		ka.CAPEM = string(b)
 	}
-	ka.ReviewerJWT = func(ctx context.Context) (string, error) {
+	ka.ReviewerJWT = func(ctx context.Context) (string, time.Time, error) {
 		tr, err := cs.CoreV1().ServiceAccounts(k.ReviewerNamespace).CreateToken(ctx, k.ReviewerServiceAccount,
 			&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(reviewerTokenLifetime))}}, metav1.CreateOptions{})
 		if err != nil {
-			return "", err
+			return "", time.Time{}, err
 		}
-		return tr.Status.Token, nil
+		return tr.Status.Token, tr.Status.ExpirationTimestamp.Time, nil
 	}
 	return ka, nil
 }

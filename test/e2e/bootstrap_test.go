@@ -212,6 +212,22 @@ func TestBootstrapDevelopment(t *testing.T) {
 		}
 	})
 
+	t.Run("a reviewer token near its expiry is refreshed", func(t *testing.T) {
+		soon := "blinkchamber: reviewer token expires " + time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339)
+		if err := root.Sys().TuneMountWithContext(ctx, "auth/kubernetes", vaultapi.MountConfigInput{Description: &soon}); err != nil {
+			t.Fatal(err)
+		}
+		out := e.mustRun(t, ctx, append([]string{"plan"}, phases...)...)
+		if !strings.Contains(out, "repair token_reviewer_jwt (expiring)") {
+			t.Fatalf("plan does not refresh an expiring reviewer token:\n%s", out)
+		}
+		e.mustRun(t, ctx, append([]string{"bootstrap"}, phases...)...)
+		out = e.mustRun(t, ctx, append([]string{"plan"}, phases...)...)
+		if !strings.Contains(out, "plan: 0 to change") {
+			t.Errorf("after the refresh:\n%s", out)
+		}
+	})
+
 	var password string
 	t.Run("generated secrets are never overwritten", func(t *testing.T) {
 		kv, err := root.KVv2("secret").Get(ctx, "boot-shop/shop/db")
