@@ -338,13 +338,17 @@ func (a *Agent) renderAll(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
+	used := map[string]bool{}
 	for i, t := range a.templates {
-		if err := a.renderOne(ctx, t, a.cfg.Secrets[i]); err != nil {
+		if err := a.renderOne(ctx, t, a.cfg.Secrets[i], used); err != nil {
 			a.metrics.renderErrors.WithLabelValues(t.Name()).Inc()
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) == 0 {
+		// A secret whose path came from another secret's old value is no
+		// longer read: stop renewing or re-reading it.
+		a.cache.retain(used)
 		a.metrics.lastRender.SetToCurrentTime()
 		// Fetches during this render bumped the version; what was
 		// rendered is the version now.
@@ -353,8 +357,8 @@ func (a *Agent) renderAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (a *Agent) renderOne(ctx context.Context, t *tmpl.Template, s Secret) error {
-	out, err := a.execute(ctx, t)
+func (a *Agent) renderOne(ctx context.Context, t *tmpl.Template, s Secret, used map[string]bool) error {
+	out, err := a.execute(ctx, t, used)
 	if err != nil {
 		return err
 	}
@@ -373,14 +377,18 @@ func (a *Agent) renderOne(ctx context.Context, t *tmpl.Template, s Secret) error
 	return nil
 }
 
-// execute renders t, fetching what it asks for, round after round.
-func (a *Agent) execute(ctx context.Context, t *tmpl.Template) ([]byte, error) {
+// execute renders t, fetching what it asks for, round after round, and
+// adds the keys of what the final round read to used.
+func (a *Agent) execute(ctx context.Context, t *tmpl.Template, used map[string]bool) ([]byte, error) {
 	for range maxRenderRounds {
 		res, err := t.Execute(a.cache.lookup)
 		if err != nil {
 			return nil, &PermanentError{fmt.Errorf("%w: secret %s: %w", ErrTemplate, t.Name(), err)}
 		}
 		if len(res.Missing) == 0 {
+			for _, r := range res.Used {
+				used[r.Key()] = true
+			}
 			return res.Output, nil
 		}
 		for _, req := range res.Missing {

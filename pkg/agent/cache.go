@@ -98,6 +98,17 @@ func (c *cache) currentVersion() uint64 {
 	return c.version
 }
 
+// retain drops every entry whose key is not in keep.
+func (c *cache) retain(keep map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.entries {
+		if !keep[k] {
+			delete(c.entries, k)
+		}
+	}
+}
+
 // due returns the entries whose time comes before until, oldest first.
 // Callers pass a little slack so that entries fetched moments apart are
 // refreshed in one pass rather than one wake-up each.

@@ -84,3 +84,18 @@ func TestBackoffBounded(t *testing.T) {
 		t.Fatalf("backoff did not grow to its maximum: last %s", prev)
 	}
 }
+
+func TestCacheRetain(t *testing.T) {
+	c := newCache()
+	old := &entry{Req: tmpl.Request{Op: tmpl.OpRead, Path: "database/creds/old"}, Secret: &api.Secret{LeaseID: "l", LeaseDuration: 60, Renewable: true}}
+	cur := &entry{Req: tmpl.Request{Op: tmpl.OpRead, Path: "secret/data/a"}, Secret: &api.Secret{}}
+	c.put(old)
+	c.put(cur)
+	c.retain(map[string]bool{cur.Req.Key(): true})
+	if _, ok := c.lookup(old.Req); ok {
+		t.Error("an entry no template reads was kept")
+	}
+	if _, ok := c.lookup(cur.Req); !ok {
+		t.Error("an entry a template reads was dropped")
+	}
+}
