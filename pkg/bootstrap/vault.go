@@ -20,7 +20,7 @@ func vaultSteps(spec *Spec, c *api.Client) []Step {
 	return append([]Step{
 		{Phase: p, Name: "initialise", Check: checkInit(spec, c), Apply: applyInit(spec, c)},
 		{Phase: p, Name: "unseal", Check: checkUnseal(spec, c), Apply: applyUnseal(spec, c)},
-		{Phase: p, Name: "admin token", Check: checkToken(spec, c), Apply: func(context.Context) error { return nil }},
+		{Phase: p, Name: "admin token", Check: checkToken(spec, c), Apply: noop},
 		{Phase: p, Name: "audit device", Check: checkAudit(spec, c), Apply: applyAudit(spec, c)},
 		{Phase: p, Name: "kubernetes auth method", Check: checkAuthMount(spec, c), Apply: applyAuthMount(spec, c)},
 		{Phase: p, Name: "kubernetes auth config", Check: checkAuthConfig(spec, c), Apply: applyAuthConfig(spec, c)},

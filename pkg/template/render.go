@@ -66,10 +66,6 @@ type Template struct {
 	cur *recorder
 }
 
-// ErrMissingSecret is wrapped when a template still lacks data after the
-// caller had a chance to fetch everything it asked for.
-var ErrMissingSecret = errors.New("secret not available")
-
 // New validates text against the sandbox and prepares it for rendering.
 func New(name, text string) (*Template, error) {
 	if err := Validate(text); err != nil {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/blinkchamber/blinkchamber/pkg/fsync"
 )
 
 // WriteFile replaces dir/name with data atomically: a temporary file in the
@@ -51,7 +53,7 @@ func WriteFile(dir, name string, data []byte, perm fs.FileMode) (changed bool, e
 	if err = os.Rename(tmp.Name(), target); err != nil {
 		return false, fmt.Errorf("replacing %s: %w", name, err)
 	}
-	return true, syncDir(dir)
+	return true, fsync.Dir(dir)
 }
 
 func createTemp(dir, name string, perm fs.FileMode) (*os.File, error) {
@@ -87,16 +89,4 @@ func unchanged(path string, data []byte, perm fs.FileMode) (bool, error) {
 		return false, nil
 	}
 	return bytes.Equal(old, data), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening %s to sync: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/blinkchamber/blinkchamber/pkg/fsync"
 )
 
 // maxFileSize bounds a key file; keys and a token are a few kilobytes.
@@ -153,7 +155,7 @@ func (f *fileStore) publish(dir, tmp string, k *Keys) error {
 	default:
 		return fmt.Errorf("storing keys in %s: %w; they are in %s meanwhile", f.Describe(), err, tmp)
 	}
-	return syncDir(dir)
+	return fsync.Dir(dir)
 }
 
 func linkUnsupported(err error) bool {
@@ -222,16 +224,4 @@ func (f *fileStore) leftovers() []string {
 		}
 	}
 	return left
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening %s to sync: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
 }
