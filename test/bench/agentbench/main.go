@@ -21,6 +21,7 @@ import (
 	"github.com/go-logr/logr"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/blinkchamber/blinkchamber/test/bench/report"
 	"github.com/blinkchamber/blinkchamber/test/toolchain"
 )
 
@@ -39,7 +40,7 @@ func main() {
 	flag.IntVar(&o.starts, "starts", 5, "cold starts per agent and size (the median is reported)")
 	flag.DurationVar(&o.idle, "idle", time.Minute, "idle window for CPU and Vault requests")
 	flag.DurationVar(&o.interval, "render-interval", 5*time.Second, "static secret render interval, for both agents")
-	flag.StringVar(&o.out, "out", "", "write the Markdown report here as well as to stdout")
+	flag.StringVar(&o.out, "out", "", "write the report as the \"agent\" section of this Markdown file as well as to stdout")
 	flag.Parse()
 	for _, s := range strings.Split(sizes, ",") {
 		var n int
@@ -78,10 +79,10 @@ func run(ctx context.Context, o options) error {
 			fmt.Fprintf(os.Stderr, "%s, %d secrets: %+v\n", kind, n, r)
 		}
 	}
-	report := render(o, rows, env.sizes())
-	fmt.Print(report)
+	text := render(o, rows, env.sizes())
+	fmt.Print(text)
 	if o.out != "" {
-		return os.WriteFile(o.out, []byte(report), 0o644)
+		return report.WriteSection(o.out, "agent", []byte(text))
 	}
 	return nil
 }
