@@ -6,7 +6,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	gotemplate "text/template"
+	"time"
 
 	dep "github.com/hashicorp/consul-template/dependency"
 	ct "github.com/hashicorp/consul-template/template"
@@ -64,6 +66,10 @@ type Template struct {
 	// keeps executions of one template one at a time.
 	mu  sync.Mutex
 	cur *recorder
+	// overrun is set while an execution that exceeded RenderTimeout is
+	// still running: Go cannot stop it, so the template refuses to start
+	// another until it ends.
+	overrun atomic.Bool
 }
 
 // New validates text against the sandbox and prepares it for rendering.
@@ -81,6 +87,7 @@ func New(name, text string) (*Template, error) {
 		ExtFuncMap: gotemplate.FuncMap{
 			"secret":  func(path string, rest ...string) (*dep.Secret, error) { return t.cur.secret(path, rest...) },
 			"secrets": func(path string) ([]string, error) { return t.cur.secrets(path) },
+			"loop":    func(args ...any) ([]int64, error) { return t.cur.loop(args...) },
 		},
 		FunctionDenylist: Denylist(),
 	})
@@ -110,6 +117,29 @@ type Result struct {
 // missing (before that they are artefacts of absent data), with every
 // secret value seen replaced by [redacted].
 func (t *Template) Execute(lookup Lookup) (*Result, error) {
+	if t.overrun.Load() {
+		return nil, fmt.Errorf("rendering %s: %w: an earlier render ran longer than %s and has not ended", t.name, ErrLimit, RenderTimeout)
+	}
+	done := make(chan executed, 1)
+	go func() { done <- t.execute(lookup) }()
+	timer := time.NewTimer(RenderTimeout)
+	defer timer.Stop()
+	select {
+	case x := <-done:
+		return x.res, x.err
+	case <-timer.C:
+		t.overrun.Store(true)
+		go func() { <-done; t.overrun.Store(false) }()
+		return nil, fmt.Errorf("rendering %s: %w: it ran longer than %s", t.name, ErrLimit, RenderTimeout)
+	}
+}
+
+type executed struct {
+	res *Result
+	err error
+}
+
+func (t *Template) execute(lookup Lookup) executed {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	rec := &recorder{lookup: lookup, seen: map[string]bool{}}
@@ -120,13 +150,20 @@ func (t *Template) Execute(lookup Lookup) (*Result, error) {
 	if res != nil {
 		r.Output = res.Output
 	}
+	if rec.limit != nil {
+		// Wrapped again: text/template flattens a function's error.
+		return executed{nil, fmt.Errorf("rendering %s: %w: %w", t.name, ErrLimit, redact(rec.limit, rec.values))}
+	}
 	if len(r.Missing) > 0 {
-		return r, nil
+		return executed{res: r}
 	}
 	if err != nil {
-		return r, fmt.Errorf("rendering %s: %w", t.name, redact(err, rec.values))
+		return executed{r, fmt.Errorf("rendering %s: %w", t.name, redact(err, rec.values))}
 	}
-	return r, nil
+	if len(r.Output) > MaxOutput {
+		return executed{nil, fmt.Errorf("rendering %s: %w: output of %d bytes exceeds %d", t.name, ErrLimit, len(r.Output), MaxOutput)}
+	}
+	return executed{res: r}
 }
 
 // recorder is the state one execution's Vault functions share.
@@ -136,6 +173,10 @@ type recorder struct {
 	used    []Request
 	missing []Request
 	values  []string
+	// iterations counts what loop produced, against MaxIterations.
+	iterations int64
+	// limit is the first bound the execution hit.
+	limit error
 }
 
 func (r *recorder) note(req Request) (any, bool) {

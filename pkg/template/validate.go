@@ -62,6 +62,11 @@ var denied = map[string]string{
 	"nomadVar":         "reads Nomad, which the agent does not use",
 	"nomadVarExists":   "reads Nomad, which the agent does not use",
 	"sockaddr":         "inspects the agent's network interfaces",
+	// Unbounded generators: one call can ask for gigabytes.
+	"sprig_until":     "builds a sequence of unbounded length; use loop, which is bounded",
+	"sprig_untilStep": "builds a sequence of unbounded length; use loop, which is bounded",
+	"sprig_seq":       "builds a sequence of unbounded length; use loop, which is bounded",
+	"sprig_repeat":    "builds a string of unbounded length",
 }
 
 // allowed are the functions a template may call: text/template's builtins
@@ -140,7 +145,7 @@ func Validate(text string) error {
 			return err
 		}
 	}
-	return nil
+	return checkRecursion(trees, t.ParseName)
 }
 
 // syntaxReason drops text/template's "template: NAME:" prefix, keeping the

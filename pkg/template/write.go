@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/blinkchamber/blinkchamber/pkg/fsync"
@@ -21,6 +22,9 @@ import (
 // the file already holds data with mode perm, nothing is written and changed
 // is false. A symlink planted at name is replaced, never followed.
 func WriteFile(dir, name string, data []byte, perm fs.FileMode) (changed bool, err error) {
+	if err := checkName(name); err != nil {
+		return false, err
+	}
 	target := filepath.Join(dir, name)
 	if same, err := unchanged(target, data, perm); err != nil {
 		return false, err
@@ -56,13 +60,32 @@ func WriteFile(dir, name string, data []byte, perm fs.FileMode) (changed bool, e
 	return true, fsync.Dir(dir)
 }
 
+// ErrFileName is wrapped when a file name would leave the directory or
+// cannot be a file name at all. Callers validate names earlier (admission,
+// config decoding); this is the last line, where the file is written.
+var ErrFileName = errors.New("invalid file name")
+
+func checkName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("%w: %q is not a file name", ErrFileName, name)
+	case strings.ContainsAny(name, "/\\\x00"):
+		return fmt.Errorf("%w: %q contains a path separator or NUL", ErrFileName, name)
+	case len(name) > 255:
+		return fmt.Errorf("%w: %d bytes, more than 255", ErrFileName, len(name))
+	}
+	return nil
+}
+
 func createTemp(dir, name string, perm fs.FileMode) (*os.File, error) {
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
 	}
-	// Dot files are reserved for the agent: no user file name starts with a dot.
-	p := filepath.Join(dir, "."+name+".tmp-"+hex.EncodeToString(b[:]))
+	// Dot files are reserved for the agent: no user file name starts with a
+	// dot. The name is cut so that a 255-byte name still has a temporary
+	// file within the 255-byte limit.
+	p := filepath.Join(dir, "."+name[:min(len(name), 200)]+".tmp-"+hex.EncodeToString(b[:]))
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm)
 	if err != nil {
 		return nil, fmt.Errorf("creating a temporary file for %s: %w", name, err)

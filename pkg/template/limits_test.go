@@ -1,0 +1,153 @@
+package template
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSandboxEscapesRefused: every way out of the sandbox a template
+// author might try is refused before anything renders, naming the reason.
+func TestSandboxEscapesRefused(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       error
+		reason     string
+	}{
+		{"plugin", `{{ plugin "/bin/sh" "-c" "id" }}`, ErrDenied, "runs an arbitrary command"},
+		{"writeToFile", `{{ "x" | writeToFile "/etc/cron.d/x" "" "" "0644" }}`, ErrDenied, "writes arbitrary files"},
+		{"env", `{{ env "VAULT_TOKEN" }}`, ErrDenied, "environment"},
+		{"file outside the volume", `{{ file "/var/run/secrets/kubernetes.io/serviceaccount/token" }}`, ErrDenied, "reads local files"},
+		{"file with dot-dot", `{{ file "../../etc/passwd" }}`, ErrDenied, "reads local files"},
+		{"sprig until", `{{ range sprig_until 1000000000 }}{{ end }}`, ErrDenied, "unbounded"},
+		{"sprig seq", `{{ sprig_seq 1 1000000000 }}`, ErrDenied, "unbounded"},
+		{"sprig repeat", `{{ sprig_repeat 1000000000 "x" }}`, ErrDenied, "unbounded"},
+		{"huge template", "{{/* */}}" + strings.Repeat("x", MaxSize), ErrSyntax, "more than the limit"},
+		{"direct recursion", `{{ define "r" }}{{ template "r" . }}{{ end }}{{ template "r" . }}`, ErrDenied, `"r" calls itself`},
+		{"branching recursion", `{{ define "r" }}{{ if lt . 40 }}{{ template "r" (add . 1) }}{{ template "r" (add . 1) }}{{ end }}{{ end }}{{ template "r" 0 }}`, ErrDenied, "recursion"},
+		{"mutual recursion", `{{ define "a" }}{{ template "b" }}{{ end }}{{ define "b" }}{{ template "a" }}{{ end }}{{ template "a" }}`, ErrDenied, "recursion"},
+		{"top level calls itself", `x{{ template "" . }}`, ErrDenied, "recursion"},
+		{"executeTemplate recursion", `{{ define "r" }}{{ executeTemplate "r" }}{{ end }}{{ executeTemplate "r" }}`, ErrDenied, "recursion"},
+		{"executeTemplate computed name", `{{ define "r" }}x{{ end }}{{ executeTemplate (printf "%s" "r") }}`, ErrDenied, "constant string"},
+		{"recursion through block", `{{ block "b" . }}{{ template "b" . }}{{ end }}`, ErrDenied, "recursion"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New("x", tc.text)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("New = %v, want %v", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("error %q does not say %q", err, tc.reason)
+			}
+		})
+	}
+}
+
+// TestNonRecursiveCallsAllowed: calling named templates, several times
+// and from each other, is not recursion.
+func TestNonRecursiveCallsAllowed(t *testing.T) {
+	text := `{{ define "a" }}A{{ end }}{{ define "b" }}{{ template "a" }}B{{ end }}{{ template "b" }}{{ template "a" }}{{ executeTemplate "b" }}`
+	tp, err := New("x", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := tp.Execute(lookupOf(nil))
+	if err != nil || string(res.Output) != "ABAAB" {
+		t.Fatalf("output %q, err %v", res.Output, err)
+	}
+}
+
+// TestRenderBounds: loops are bounded in total iterations, output in
+// bytes, and each error names the bound.
+func TestRenderBounds(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       string // output when no error
+		reason     string // error text when the bound is hit
+	}{
+		{"small loop", `{{ range loop 3 }}{{ . }}{{ end }}{{ range loop 5 7 }}{{ . }}{{ end }}{{ range loop "2" }}{{ . }}{{ end }}`, "0125601", ""},
+		{"huge loop", `{{ range loop 1000000000 }}{{ end }}`, "", "loop of 1000000000 iterations"},
+		{"huge loop from a string", `{{ range loop "0" "9000000000000000000" }}x{{ end }}`, "", "iterations"},
+		{"nested loops multiply", `{{ range loop 1000 }}{{ range loop 1000 }}{{ end }}{{ end }}`, "", "would exceed 100000 iterations"},
+		{"output too large", `{{ range loop 100 }}{{ printf "%99999d" 1 }}{{ end }}`, "", "exceeds 4194304"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tp, err := New("x", tc.text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := tp.Execute(lookupOf(nil))
+			if tc.reason == "" {
+				if err != nil || string(res.Output) != tc.want {
+					t.Fatalf("output %q, err %v; want %q", res.Output, err, tc.want)
+				}
+				return
+			}
+			if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("Execute = %v, want ErrLimit saying %q", err, tc.reason)
+			}
+		})
+	}
+}
+
+// TestRenderTimeout: an execution that runs past RenderTimeout (here
+// shortened) returns ErrLimit instead of stalling the agent, and the
+// template refuses to start again until the runaway execution has ended.
+// Nested ranges over a split string use no loop, so only the timeout
+// stops them.
+func TestRenderTimeout(t *testing.T) {
+	defer func(d time.Duration) { RenderTimeout = d }(RenderTimeout)
+	RenderTimeout = time.Millisecond
+	text := `{{ $s := split "" (printf "%0300d" 1) }}{{ range $s }}{{ range $s }}{{ range $s }}{{ end }}{{ end }}{{ end }}done`
+	tp, err := New("x", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tp.Execute(lookupOf(nil))
+	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "ran longer than 1ms") {
+		t.Fatalf("Execute = %v, want ErrLimit naming the timeout", err)
+	}
+	// Until the runaway ends, no second execution starts; once it has,
+	// executions work again.
+	RenderTimeout = time.Minute
+	for tp.overrun.Load() {
+		if _, err := tp.Execute(lookupOf(nil)); !errors.Is(err, ErrLimit) && tp.overrun.Load() {
+			t.Fatalf("a second execution started during the overrun: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	res, err := tp.Execute(lookupOf(nil))
+	if err != nil || string(res.Output) != "done" {
+		t.Fatalf("after the overrun: %q %v", res, err)
+	}
+}
+
+// TestWriteFileRefusesBadNames: a name that would leave the directory or
+// cannot be a file name is refused before anything is created.
+func TestWriteFileRefusesBadNames(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "secrets")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"", ".", "..", "../escaped", "a/b", "/etc/x", `a\b`, "a\x00b", strings.Repeat("n", 300)} {
+		if _, err := WriteFile(dir, name, []byte("secret"), 0o400); !errors.Is(err, ErrFileName) {
+			t.Errorf("WriteFile(%q) = %v, want ErrFileName", name, err)
+		}
+	}
+	for _, d := range []string{dir, parent} {
+		if entries, _ := os.ReadDir(d); len(entries) != map[string]int{dir: 0, parent: 1}[d] {
+			t.Errorf("%s holds %v after refused writes", d, entries)
+		}
+	}
+	// The longest valid name works, temporary file included.
+	long := strings.Repeat("n", 255)
+	if _, err := WriteFile(dir, long, []byte("secret"), 0o400); err != nil {
+		t.Fatalf("255-byte name: %v", err)
+	}
+}
