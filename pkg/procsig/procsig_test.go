@@ -171,4 +171,3 @@ func TestValidateProcessName(t *testing.T) {
 		}
 	}
 }
-
