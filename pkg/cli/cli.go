@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"slices"
 	"strings"
@@ -45,6 +46,7 @@ commands:
   unseal                                    unseal Vault with the keys from the key store
   secrets rotate <app>/<secret>             replace a secret's generated values
   seal-config                               print the seal stanza of Vault's server config (transit, awskms)
+  migrate [file|-]...                       print manifests with vault.hashicorp.com/ annotations rewritten as blinkchamber.io/ ones
   version                                   print the version
 
 flags:
@@ -129,6 +131,8 @@ func dispatch(ctx context.Context, o *Options, args []string, stdout, stderr io.
 		return unseal(ctx, o, stdout)
 	case "seal-config":
 		return sealConfig(o, stdout)
+	case "migrate":
+		return migrateCmd(args[1:], os.Stdin, stdout, stderr)
 	case "secrets":
 		if len(args) != 3 || args[1] != "rotate" {
 			return &usageError{"usage: blinkchamber secrets rotate <app>/<secret>"}

@@ -64,6 +64,8 @@ func (d *defaulter) Default(ctx context.Context, pod *corev1.Pod) error {
 	rec.pod = podName(pod)
 	out, err := mutate.Mutate(pod, d.opts)
 	rec.outcome = out
+	// The typed Defaulter cannot return warnings; Handle adds them to the
+	// response.
 	var inv *mutate.InvalidError
 	switch {
 	case err == nil:
@@ -97,6 +99,7 @@ func (h *instrumented) Handle(ctx context.Context, req admission.Request) admiss
 	start := time.Now()
 	rec := &record{pod: req.Name}
 	resp := h.handle(context.WithValue(ctx, recordKey{}, rec), req)
+	resp.Warnings = append(resp.Warnings, rec.outcome.Warnings...)
 	outcome := classify(resp, rec)
 	reason := string(rec.outcome.Reason)
 	if reason == "" {

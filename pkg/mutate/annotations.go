@@ -3,6 +3,7 @@ package mutate
 import (
 	"encoding/json"
 	"fmt"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ const (
 	AnnotationTokenAudience  = Prefix + "token-audience"
 	AnnotationVolumeSize     = Prefix + "volume-size"
 	AnnotationRevoke         = Prefix + "revoke-on-shutdown"
+	AnnotationMountPath      = Prefix + "mount-path"
 )
 
 // Per-secret annotation prefixes: <prefix><name>.
@@ -96,6 +98,12 @@ type Spec struct {
 	Limits           corev1.ResourceList
 	RevokeOnShutdown bool
 	Secrets          []agent.Secret
+	// MountPath is where app containers see the files; empty means SecretsPath.
+	MountPath string
+	// VaultK8s says the Spec was read from vault.hashicorp.com/ annotations.
+	VaultK8s bool
+	// Warnings are annotations accepted with a caveat (vaultk8s.go).
+	Warnings []Warning
 }
 
 var annotationsPath = field.NewPath("metadata", "annotations")
@@ -106,6 +114,9 @@ func keyPath(key string) *field.Path { return annotationsPath.Key(key) }
 // problems it finds, each naming its annotation, so a user fixes them in one
 // round.
 func Parse(pod *corev1.Pod) (*Spec, field.ErrorList) {
+	if usesVault(pod) {
+		return parseVault(pod)
+	}
 	p := &parser{spec: &Spec{}, secrets: map[string]*secretParts{}}
 	keys := make([]string, 0, len(pod.Annotations))
 	for k := range pod.Annotations {
@@ -118,8 +129,8 @@ func Parse(pod *corev1.Pod) (*Spec, field.ErrorList) {
 		p.annotation(k, pod.Annotations[k])
 	}
 	p.finishSecrets()
-	p.checkContainers(pod)
-	p.checkResources()
+	p.checkContainers(pod, AnnotationContainers)
+	p.checkResources(AnnotationCPULimit, AnnotationMemoryLimit)
 	return p.spec, p.errs
 }
 
@@ -203,6 +214,9 @@ func (p *parser) annotation(key, value string) {
 		s.RunAsUser = p.id(key, value)
 	case AnnotationRunAsGroup:
 		s.RunAsGroup = p.id(key, value)
+	case AnnotationMountPath:
+		p.check(key, value, ValidateMountPath)
+		s.MountPath = path.Clean(value)
 	default:
 		p.secretAnnotation(key, value)
 	}
@@ -297,7 +311,7 @@ var knownKeys = []string{
 	AnnotationContainers, AnnotationRenderInterval, AnnotationCPURequest, AnnotationMemoryRequest,
 	AnnotationCPULimit, AnnotationMemoryLimit, AnnotationRunAsUser, AnnotationRunAsGroup,
 	AnnotationVaultAddr, AnnotationVaultNamespace, AnnotationTokenAudience, AnnotationVolumeSize, AnnotationRevoke,
-	PrefixSecret + "<name>", PrefixTemplate + "<name>", PrefixFile + "<name>",
+	AnnotationMountPath, PrefixSecret + "<name>", PrefixTemplate + "<name>", PrefixFile + "<name>",
 	PrefixPerms + "<name>", PrefixCommand + "<name>",
 }
 
@@ -412,9 +426,9 @@ func splitList(s string) []string {
 	return out
 }
 
-// checkContainers refuses a containers annotation naming a container the
-// pod does not have.
-func (p *parser) checkContainers(pod *corev1.Pod) {
+// checkContainers refuses a containers annotation (key) naming a container
+// the pod does not have.
+func (p *parser) checkContainers(pod *corev1.Pod, key string) {
 	if p.spec.Containers == nil {
 		return
 	}
@@ -427,16 +441,16 @@ func (p *parser) checkContainers(pod *corev1.Pod) {
 	}
 	for _, n := range p.spec.Containers {
 		if !have[n] {
-			p.invalid(AnnotationContainers, strings.Join(p.spec.Containers, ","), fmt.Sprintf("names container %q, which the pod does not have", n))
+			p.invalid(key, strings.Join(p.spec.Containers, ","), fmt.Sprintf("names container %q, which the pod does not have", n))
 		}
 	}
 }
 
 // checkResources refuses a request above its limit, as the API server would,
-// but naming the annotations.
-func (p *parser) checkResources() {
+// but naming the limit annotations.
+func (p *parser) checkResources(cpuLimitKey, memoryLimitKey string) {
 	for name, limitKey := range map[corev1.ResourceName]string{
-		corev1.ResourceCPU: AnnotationCPULimit, corev1.ResourceMemory: AnnotationMemoryLimit,
+		corev1.ResourceCPU: cpuLimitKey, corev1.ResourceMemory: memoryLimitKey,
 	} {
 		req, hasReq := p.spec.Requests[name]
 		lim, hasLim := p.spec.Limits[name]
