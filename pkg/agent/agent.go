@@ -76,6 +76,11 @@ func New(cfg *Config, log logr.Logger) (*Agent, error) {
 		return nil, &PermanentError{err}
 	}
 	a.vault = c
+	if cfg.Vault.TLSSkipVerify {
+		// logr has no warning level: the message says it.
+		log.Info("WARNING: Vault's TLS certificate is NOT verified (vault.tlsSkipVerify); whoever sits between the agent and Vault can read the token and every secret",
+			"vault", cfg.Vault.Address)
+	}
 	return a, nil
 }
 
@@ -225,7 +230,7 @@ func (a *Agent) loop(ctx context.Context) {
 		if err == nil {
 			b.reset()
 		} else if ctx.Err() == nil {
-			a.log.Info("vault refresh failed; the last rendered files stay in place", "reason", err.Error())
+			a.log.Info("refresh or render failed; the last rendered files stay in place", "reason", err.Error())
 		}
 	}
 }

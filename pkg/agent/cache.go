@@ -74,10 +74,27 @@ func (c *cache) put(e *entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := e.Req.Key()
-	if old, ok := c.entries[k]; !ok || !sameContent(old, e) {
+	old, ok := c.entries[k]
+	if !ok {
+		spreadFirstReread(e)
+	}
+	if !ok || !sameContent(old, e) {
 		c.version++
 	}
 	c.entries[k] = e
+}
+
+// spreadFirstReread moves the first re-read of a static secret new to the
+// cache to a random point of its interval. Agents started together (a
+// rollout, a node coming back) would otherwise re-read in the same second
+// for as long as they run: the small jitter of later re-reads only drifts
+// them apart over many intervals.
+func spreadFirstReread(e *entry) {
+	span := e.Due.Sub(e.Fetched)
+	if e.Action != actionReread || e.Fetched.IsZero() || span <= 0 {
+		return
+	}
+	e.Due = e.Fetched.Add(span - time.Duration(rand.Int64N(int64(span))))
 }
 
 // sameContent compares what templates can see of two answers.
@@ -166,15 +183,16 @@ func (c *cache) snapshot() []entry {
 }
 
 // schedule decides what an entry needs next, from what Vault just granted.
-// Leases are renewed at two thirds of their life and re-issued at 85 % of
-// the last grant once renewal can no longer extend them; jitter spreads a
+// Static secrets are re-read at the interval, leases are renewed at two
+// thirds of their life and re-issued at 85 % of the last grant once renewal
+// can no longer extend them; jitter (never later than that) spreads a
 // fleet's requests so agents started together do not stampede Vault.
 func schedule(e *entry, now time.Time, interval time.Duration) {
 	s := e.Secret
 	switch {
 	case e.Req.Op == tmpl.OpList || s == nil || s.LeaseID == "" && e.Req.Op == tmpl.OpRead:
 		e.Expires = time.Time{}
-		e.Action, e.Due = actionReread, now.Add(interval)
+		e.Action, e.Due = actionReread, now.Add(jitter(interval))
 	case s.LeaseID == "":
 		// A write without a lease (pki/issue): issued again at two thirds of
 		// its certificate's life when it has an expiration, else once.

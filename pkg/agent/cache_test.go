@@ -25,8 +25,8 @@ func TestSchedule(t *testing.T) {
 		// due lies in [min, max] after now
 		min, max time.Duration
 	}{
-		{"static kv is re-read at the interval", read, &api.Secret{Data: map[string]any{}}, 0, actionReread, interval, interval},
-		{"kv v1 lease duration without lease id is static", read, &api.Secret{LeaseDuration: 2764800}, 0, actionReread, interval, interval},
+		{"static kv is re-read within the interval", read, &api.Secret{Data: map[string]any{}}, 0, actionReread, interval * 9 / 10, interval},
+		{"kv v1 lease duration without lease id is static", read, &api.Secret{LeaseDuration: 2764800}, 0, actionReread, interval * 9 / 10, interval},
 		{"renewable lease renews at two thirds", read, &api.Secret{LeaseID: "l", LeaseDuration: 30, Renewable: true}, 0, actionRenew, 18 * time.Second, 20 * time.Second},
 		{"renewal capped by max ttl re-issues", read, &api.Secret{LeaseID: "l", LeaseDuration: 10, Renewable: true}, 30, actionReissue, 7650 * time.Millisecond, 8500 * time.Millisecond},
 		{"non-renewable lease re-issues at 85 percent", read, &api.Secret{LeaseID: "l", LeaseDuration: 100}, 0, actionReissue, 76500 * time.Millisecond, 85 * time.Second},

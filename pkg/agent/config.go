@@ -5,6 +5,7 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"strconv"
@@ -52,6 +53,10 @@ type Config struct {
 	// HealthAddr is the localhost address of /healthz, /readyz, /startupz
 	// and /metrics.
 	HealthAddr string `json:"healthAddr"`
+	// MetricsAddr, when set, also serves /metrics (and nothing else) on an
+	// address other pods can reach, so Prometheus can scrape the agent; the
+	// health endpoints stay on localhost.
+	MetricsAddr string `json:"metricsAddr,omitempty"`
 	// RevokeOnShutdown revokes the Vault token when the agent stops
 	// (native and sidecar modes; an init agent hands its token on).
 	RevokeOnShutdown bool     `json:"revokeOnShutdown,omitempty"`
@@ -194,6 +199,7 @@ func (c *Config) Validate() field.ErrorList {
 	if !strings.HasPrefix(c.HealthAddr, "127.0.0.1:") && !strings.HasPrefix(c.HealthAddr, "localhost:") {
 		errs = append(errs, field.Invalid(field.NewPath("healthAddr"), c.HealthAddr, "must be a localhost address such as 127.0.0.1:8099"))
 	}
+	errs = append(errs, validateMetricsAddr(field.NewPath("metricsAddr"), c.MetricsAddr, c.HealthAddr)...)
 	errs = append(errs, validateSecrets(field.NewPath("secrets"), c.Secrets)...)
 	return errs
 }
@@ -336,6 +342,23 @@ func ValidateVaultAddress(a string) error {
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
 		return fmt.Errorf("must not have a path or query")
+	}
+	return nil
+}
+
+func validateMetricsAddr(p *field.Path, addr, health string) field.ErrorList {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return field.ErrorList{field.Invalid(p, addr, "must be host:port, such as :9102")}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return field.ErrorList{field.Invalid(p, addr, "the port must be between 1 and 65535")}
+	}
+	if _, hport, err := net.SplitHostPort(health); err == nil && hport == port {
+		return field.ErrorList{field.Invalid(p, addr, "must not use the health endpoint's port "+hport)}
 	}
 	return nil
 }

@@ -33,6 +33,10 @@ func TestDecode(t *testing.T) {
 		{"sidecar without state dir", func(m map[string]any) { m["mode"] = "sidecar" }, "stateDir"},
 		{"interval too short", func(m map[string]any) { m["renderInterval"] = "10ms" }, "renderInterval"},
 		{"health not on localhost", func(m map[string]any) { m["healthAddr"] = "0.0.0.0:8099" }, "healthAddr"},
+		{"metrics on the pod IP", func(m map[string]any) { m["metricsAddr"] = ":9102" }, ""},
+		{"metrics without a port", func(m map[string]any) { m["metricsAddr"] = "9102" }, "metricsAddr"},
+		{"metrics port out of range", func(m map[string]any) { m["metricsAddr"] = ":70000" }, "metricsAddr"},
+		{"metrics on the health port", func(m map[string]any) { m["metricsAddr"] = ":8099" }, "metricsAddr"},
 		{"vault address", func(m map[string]any) { m["vault"].(map[string]any)["address"] = "vault" }, "vault.address"},
 		{"role", func(m map[string]any) { m["vault"].(map[string]any)["role"] = "" }, "vault.role"},
 		{"template edited by hand", func(m map[string]any) {

@@ -36,13 +36,34 @@ func (a *Agent) Handler() http.Handler {
 	return mux
 }
 
+// MetricsHandler serves /metrics only: it is what the pod exposes beyond
+// localhost, and readiness details are not for other pods.
+func (a *Agent) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
 // ServeHealth listens on the config's localhost address until ctx ends.
 func (a *Agent) ServeHealth(ctx context.Context) error {
-	l, err := net.Listen("tcp", a.cfg.HealthAddr)
-	if err != nil {
-		return fmt.Errorf("health endpoint %s: %w", a.cfg.HealthAddr, err)
+	return serve(ctx, a.cfg.HealthAddr, "health endpoint", a.Handler())
+}
+
+// ServeMetrics serves MetricsHandler on the config's metrics address until
+// ctx ends; it does nothing when none is configured.
+func (a *Agent) ServeMetrics(ctx context.Context) error {
+	if a.cfg.MetricsAddr == "" {
+		return nil
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	return serve(ctx, a.cfg.MetricsAddr, "metrics endpoint", a.MetricsHandler())
+}
+
+func serve(ctx context.Context, addr, what string, h http.Handler) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -75,6 +75,11 @@ func run(ctx context.Context, cfg *Config, log logr.Logger) int {
 			log.Error(err, "health endpoint stopped")
 		}
 	}()
+	go func() {
+		if err := a.ServeMetrics(hctx); err != nil {
+			log.Error(err, "metrics endpoint stopped")
+		}
+	}()
 	log.Info("agent starting", "mode", cfg.Mode, "vault", cfg.Vault.Address, "role", cfg.Vault.Role,
 		"secrets", len(cfg.Secrets), "renderInterval", cfg.RenderInterval.String(), "version", Version)
 	if err := a.Run(ctx); err != nil {

@@ -11,6 +11,10 @@ type status struct {
 	isStarted bool
 	lastErr   error
 	since     time.Time
+	// loginErr is why the last re-login failed, kept apart from lastErr:
+	// the refreshes that fail meanwhile only say the token is gone, and
+	// readiness must say why there is no new one (a deleted role, say).
+	loginErr error
 }
 
 func (s *status) setStarted() {
@@ -35,6 +39,14 @@ func (s *status) setError(err error) {
 	s.lastErr = err
 }
 
+// setLoginError records the outcome of the last re-login; nil means it
+// worked.
+func (s *status) setLoginError(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loginErr = err
+}
+
 func (s *status) err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -48,8 +60,10 @@ func (s *status) ready() (bool, string) {
 	switch {
 	case !s.isStarted:
 		return false, "first render not complete"
+	case s.loginErr != nil:
+		return false, "vault login failing; files from the last render stay in place: " + s.loginErr.Error()
 	case s.lastErr != nil:
-		return false, "vault refresh failing since " + s.since.UTC().Format(time.RFC3339) + "; files from the last render stay in place: " + s.lastErr.Error()
+		return false, "refresh or render failing since " + s.since.UTC().Format(time.RFC3339) + "; files from the last render stay in place: " + s.lastErr.Error()
 	}
 	return true, "ok"
 }

@@ -80,6 +80,7 @@ func (a *Agent) keepToken(ctx context.Context) {
 		b := newBackoff()
 		for {
 			err := a.login(ctx)
+			a.status.setLoginError(err)
 			if err == nil {
 				// A revocation noticed by several requests asks more than
 				// once; this login answers them all.
@@ -95,7 +96,6 @@ func (a *Agent) keepToken(ctx context.Context) {
 				}
 				break
 			}
-			a.status.setError(err)
 			a.log.Info("vault login failed; retrying", "reason", err.Error())
 			if !b.wait(ctx) {
 				return

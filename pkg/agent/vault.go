@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 	k8sauth "github.com/hashicorp/vault/api/auth/kubernetes"
@@ -35,6 +37,9 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// requestTimeout bounds one request to Vault (the client library's default).
+const requestTimeout = 60 * time.Second
+
 // newVaultClient builds a client from the config. Requests are counted by
 // a wrapping transport, for metrics and benchmarks.
 func newVaultClient(cfg *Config, requests *atomic.Int64) (*api.Client, error) {
@@ -43,13 +48,21 @@ func newVaultClient(cfg *Config, requests *atomic.Int64) (*api.Client, error) {
 		return nil, fmt.Errorf("vault client defaults: %w", vc.Error)
 	}
 	vc.Address = cfg.Vault.Address
+	// DefaultConfig also reads VAULT_* variables, VAULT_SKIP_VERIFY among
+	// them; the agent's only settings are its config, so undo whatever the
+	// environment changed.
+	tr, ok := vc.HttpClient.Transport.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("vault client defaults: unexpected transport %T", vc.HttpClient.Transport)
+	}
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: tr.TLSClientConfig.NextProtos}
+	tr.Proxy = http.ProxyFromEnvironment
+	vc.Timeout, vc.Limiter, vc.SRVLookup = requestTimeout, nil, false
 	// Retries are the agent's business (with backoff and jitter), so that
 	// one request never hides a minute of waiting.
 	vc.MaxRetries = 0
-	if cfg.Vault.CACert != "" {
-		if err := vc.ConfigureTLS(&api.TLSConfig{CACertBytes: []byte(cfg.Vault.CACert)}); err != nil {
-			return nil, fmt.Errorf("vault.caCert: %w", err)
-		}
+	if err := vc.ConfigureTLS(&api.TLSConfig{CACertBytes: []byte(cfg.Vault.CACert), Insecure: cfg.Vault.TLSSkipVerify}); err != nil {
+		return nil, fmt.Errorf("vault.caCert: %w", err)
 	}
 	vc.HttpClient.Transport = &countingTransport{next: vc.HttpClient.Transport, n: requests}
 	c, err := api.NewClient(vc)

@@ -49,6 +49,7 @@ type Config struct {
 	AgentMemoryLimit       string
 	AgentRunAsUser         int64
 	AgentHealthPort        int
+	AgentMetricsPort       int
 }
 
 // NewConfig returns the defaults documented in the README.
@@ -115,6 +116,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AgentMemoryLimit, "agent-memory-limit", c.AgentMemoryLimit, "default agent memory limit")
 	fs.Int64Var(&c.AgentRunAsUser, "agent-run-as-user", c.AgentRunAsUser, "agent uid when the app's securityContext names none")
 	fs.IntVar(&c.AgentHealthPort, "agent-health-port", c.AgentHealthPort, "agent's localhost port for health and metrics")
+	fs.IntVar(&c.AgentMetricsPort, "agent-metrics-port", c.AgentMetricsPort, "when not 0, agents also serve /metrics on this port of the pod IP (container port "+mutate.MetricsPortName+") for Prometheus")
 }
 
 // SelfManagedTLS reports whether the injector issues its own certificates.
@@ -176,6 +178,11 @@ func (c *Config) Validate() error {
 	if c.AgentHealthPort < 1 || c.AgentHealthPort > 65535 {
 		bad("agent-health-port", "%d is not a TCP port", c.AgentHealthPort)
 	}
+	if c.AgentMetricsPort < 0 || c.AgentMetricsPort > 65535 {
+		bad("agent-metrics-port", "%d is not a TCP port (0 turns it off)", c.AgentMetricsPort)
+	} else if c.AgentMetricsPort != 0 && c.AgentMetricsPort == c.AgentHealthPort {
+		bad("agent-metrics-port", "%d is the agent's health port", c.AgentMetricsPort)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
@@ -210,6 +217,7 @@ func (c *Config) mutateOptions(caPEM string, mode mutate.Mode) mutate.Options {
 	o.Limits[corev1.ResourceMemory] = resource.MustParse(c.AgentMemoryLimit)
 	o.RunAsUser = c.AgentRunAsUser
 	o.HealthPort = c.AgentHealthPort
+	o.MetricsPort = c.AgentMetricsPort
 	return o
 }
 

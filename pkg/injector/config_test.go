@@ -34,6 +34,8 @@ func TestConfigValidate(t *testing.T) {
 		{"bad quantity", func(c *Config) { c.AgentMemoryLimit = "lots" }, "--agent-memory-limit"},
 		{"render interval too short", func(c *Config) { c.RenderInterval = 1 }, "--render-interval"},
 		{"root agent", func(c *Config) { c.AgentRunAsUser = 0 }, "--agent-run-as-user"},
+		{"agent metrics port out of range", func(c *Config) { c.AgentMetricsPort = 70000 }, "--agent-metrics-port"},
+		{"agent metrics on the health port", func(c *Config) { c.AgentMetricsPort = c.AgentHealthPort }, "--agent-metrics-port"},
 		{"cert host with a path", func(c *Config) { _ = c.CertHosts.Set("a/b") }, "--cert-hosts"},
 	}
 	for _, tc := range cases {

@@ -42,6 +42,9 @@ func TestGolden(t *testing.T) {
 			if strings.HasPrefix(name, "default-mode-sidecar") {
 				opts.Mode = ModeSidecar
 			}
+			if strings.HasPrefix(name, "metrics-port") {
+				opts.MetricsPort = 9102
+			}
 			if _, err := Mutate(pod, opts); err != nil {
 				t.Fatalf("Mutate: %v", err)
 			}

@@ -50,7 +50,15 @@ type Options struct {
 	RunAsUser int64
 	// HealthPort is the agent's localhost port for health and metrics.
 	HealthPort int
+	// MetricsPort, when not 0, also serves the long-running agent's
+	// /metrics on the pod IP (container port MetricsPortName) so that
+	// Prometheus can scrape it.
+	MetricsPort int
 }
+
+// MetricsPortName names the agent's metrics container port; scrape
+// configurations select agents by it.
+const MetricsPortName = "bc-metrics"
 
 // DefaultOptions are the documented defaults; the agent needs about 10 MiB.
 func DefaultOptions() Options {
@@ -85,23 +93,12 @@ func (e *InvalidError) Unwrap() error { return ErrInvalid }
 type Outcome struct {
 	Injected bool
 	Reason   Reason
-	// Warnings are for the admission response: annotations accepted with
-	// a caveat.
-	Warnings []string
 }
 
 // Mutate injects the agent into pod, in place. On error the pod is left as
 // it was: everything is built first and applied only when valid.
 func Mutate(pod *corev1.Pod, o Options) (Outcome, error) {
 	spec, errs := Parse(pod)
-	out, err := mutate(pod, spec, errs, o)
-	for _, w := range spec.Warnings {
-		out.Warnings = append(out.Warnings, w.String())
-	}
-	return out, err
-}
-
-func mutate(pod *corev1.Pod, spec *Spec, errs field.ErrorList, o Options) (Outcome, error) {
 	if len(errs) > 0 {
 		return Outcome{Reason: ReasonInvalid}, &InvalidError{Errs: errs}
 	}
@@ -110,7 +107,7 @@ func mutate(pod *corev1.Pod, spec *Spec, errs field.ErrorList, o Options) (Outco
 		return Outcome{Reason: ReasonAlreadyInjected}, nil
 	}
 	if !spec.Inject {
-		if _, set := pod.Annotations[AnnotationInject]; set || pod.Annotations[VaultInject] != "" {
+		if _, set := pod.Annotations[AnnotationInject]; set {
 			return Outcome{Reason: ReasonDisabled}, nil
 		}
 		return Outcome{Reason: ReasonNotAnnotated}, nil
@@ -209,12 +206,12 @@ func newPlan(pod *corev1.Pod, spec *Spec, o Options) (*plan, error) {
 func (p *plan) apply(pod *corev1.Pod) {
 	for i := range pod.Spec.InitContainers {
 		if slices.Contains(p.targetInit, pod.Spec.InitContainers[i].Name) {
-			addMount(&pod.Spec.InitContainers[i], p.spec.mountPath())
+			addMount(&pod.Spec.InitContainers[i])
 		}
 	}
 	for i := range pod.Spec.Containers {
 		if slices.Contains(p.target, pod.Spec.Containers[i].Name) {
-			addMount(&pod.Spec.Containers[i], p.spec.mountPath())
+			addMount(&pod.Spec.Containers[i])
 		}
 	}
 	pod.Spec.Volumes = append(pod.Spec.Volumes, p.volumes...)
@@ -224,11 +221,6 @@ func (p *plan) apply(pod *corev1.Pod) {
 		pod.Annotations = map[string]string{}
 	}
 	pod.Annotations[AnnotationStatus] = StatusInjected
-	if p.spec.VaultK8s {
-		// vault-k8s skips a pod marked so: the two injectors can run side
-		// by side during a migration without injecting twice.
-		pod.Annotations[VaultStatus] = StatusInjected
-	}
 }
 
 // remount handles re-invocation: another webhook may have added containers
@@ -242,12 +234,12 @@ func remount(pod *corev1.Pod, spec *Spec) {
 	initNames, names := targets(pod, spec)
 	for i := range pod.Spec.InitContainers {
 		if slices.Contains(initNames, pod.Spec.InitContainers[i].Name) {
-			addMount(&pod.Spec.InitContainers[i], spec.mountPath())
+			addMount(&pod.Spec.InitContainers[i])
 		}
 	}
 	for i := range pod.Spec.Containers {
 		if slices.Contains(names, pod.Spec.Containers[i].Name) {
-			addMount(&pod.Spec.Containers[i], spec.mountPath())
+			addMount(&pod.Spec.Containers[i])
 		}
 	}
 }
@@ -270,13 +262,13 @@ func targets(pod *corev1.Pod, spec *Spec) (initNames, names []string) {
 	return pick(pod.Spec.InitContainers), pick(pod.Spec.Containers)
 }
 
-func addMount(c *corev1.Container, mountPath string) {
+func addMount(c *corev1.Container) {
 	for _, m := range c.VolumeMounts {
 		if m.Name == SecretsVolume {
 			return
 		}
 	}
-	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SecretsVolume, MountPath: mountPath, ReadOnly: true})
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SecretsVolume, MountPath: SecretsPath, ReadOnly: true})
 }
 
 func agentConfig(pod *corev1.Pod, spec *Spec, o Options) agent.Config {
@@ -306,6 +298,12 @@ func container(name string, cfg agent.Config, mode agent.Mode, o Options, sc *co
 	if mode == agent.ModeNative {
 		cfg.StateDir = ""
 	}
+	var ports []corev1.ContainerPort
+	// An init agent exits before the app starts: nothing to scrape.
+	if o.MetricsPort != 0 && mode != agent.ModeInit {
+		cfg.MetricsAddr = fmt.Sprintf(":%d", o.MetricsPort)
+		ports = []corev1.ContainerPort{{Name: MetricsPortName, ContainerPort: int32(o.MetricsPort), Protocol: corev1.ProtocolTCP}}
+	}
 	if errs := cfg.Validate(); len(errs) > 0 {
 		// The annotations were valid, so this is an injector setting (for
 		// example --vault-addr) that does not fit; say which.
@@ -333,6 +331,7 @@ func container(name string, cfg agent.Config, mode agent.Mode, o Options, sc *co
 			// Keep the Go heap well inside the container's memory limit.
 			{Name: "GOMEMLIMIT", Value: goMemLimit(res)},
 		},
+		Ports:                    ports,
 		Resources:                res,
 		SecurityContext:          sc,
 		VolumeMounts:             mounts,

@@ -87,6 +87,13 @@ func startInjector(t *testing.T, ctx context.Context, vaultAddr, mwcName string,
 	t.Helper()
 	cfg := injectorConfig()
 	cfg.VaultAddr = vaultAddr
+	return startInjectorWith(t, ctx, cfg, mwcName, selector)
+}
+
+// startInjectorWith serves cfg (its TLS from a fresh cert dir) behind a new
+// MutatingWebhookConfiguration; both go away when the test ends.
+func startInjectorWith(t *testing.T, ctx context.Context, cfg *injector.Config, mwcName string, selector *metav1.LabelSelector) *harness.Injector {
+	t.Helper()
 	cfg.CertDir = t.TempDir()
 	caPEM, err := harness.ServingCertDir(cfg.CertDir)
 	if err != nil {

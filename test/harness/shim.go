@@ -79,9 +79,12 @@ type PodRun struct {
 	tmpfs      []string          // tmpfs mounts to undo, in mount order
 	images     map[string]string // image -> executable copy under root
 	healthAddr string
-	procs      map[string]*Proc
-	order      []*Proc // start order
-	stopped    bool
+	// metricsAddr replaces an agent's metricsAddr (the pod IP's port) for
+	// the same reason as healthAddr.
+	metricsAddr string
+	procs       map[string]*Proc
+	order       []*Proc // start order
+	stopped     bool
 }
 
 // ContainerError says that a container kept the pod from starting: a plain
@@ -119,8 +122,12 @@ func (k *Kube) RunPod(ctx context.Context, namespace, name string, opts ShimOpti
 	if err != nil {
 		return nil, fmt.Errorf("choosing the pod's health port: %w", err)
 	}
+	mport, err := FreePort()
+	if err != nil {
+		return nil, fmt.Errorf("choosing the pod's metrics port: %w", err)
+	}
 	r := &PodRun{pod: pod, opts: opts, tools: tools, volumes: map[string]string{}, images: map[string]string{},
-		procs: map[string]*Proc{}, healthAddr: "127.0.0.1:" + strconv.Itoa(port)}
+		procs: map[string]*Proc{}, healthAddr: "127.0.0.1:" + strconv.Itoa(port), metricsAddr: "127.0.0.1:" + strconv.Itoa(mport)}
 	if err := r.start(ctx, k); err != nil {
 		return nil, errors.Join(err, r.Stop())
 	}
@@ -190,6 +197,10 @@ func (r *PodRun) Container(name string) *Proc { return r.procs[name] }
 // port; here all pods share the host's loopback, so the shim gives each pod
 // its own free port instead (see rewriteHealthAddr).
 func (r *PodRun) HealthAddr() string { return r.healthAddr }
+
+// MetricsAddr is where an agent injected with a metrics port serves
+// /metrics in this pod (a free loopback port, as for HealthAddr).
+func (r *PodRun) MetricsAddr() string { return r.metricsAddr }
 
 // Stop ends the pod as the kubelet does: SIGTERM to the regular
 // containers, and once they are gone to the native sidecars, last started
@@ -929,7 +940,7 @@ func (r *PodRun) containerEnv(c *corev1.Container) ([]string, error) {
 		value := e.Value
 		if e.Name == agent.ConfigEnv {
 			var err error
-			if value, err = rewriteHealthAddr(value, r.healthAddr); err != nil {
+			if value, err = rewriteAddrs(value, r.healthAddr, r.metricsAddr); err != nil {
 				return nil, fmt.Errorf("container %s: %w", c.Name, err)
 			}
 		}
@@ -938,14 +949,14 @@ func (r *PodRun) containerEnv(c *corev1.Container) ([]string, error) {
 	return append(env, r.opts.ExtraEnv...), nil
 }
 
-// rewriteHealthAddr sets healthAddr in the agent's JSON config and keeps
-// every other field as it is. This is the shim's one deliberate deviation
+// rewriteAddrs sets healthAddr, and metricsAddr when the injector set one,
+// in the agent's JSON config and keeps every other field as it is. This is the shim's one deliberate deviation
 // from the pod spec: on a node each pod has its own network namespace and
 // every agent listens on the injected port (8099); here all pods share the
 // host's loopback, so each pod gets a free port instead. All containers of
 // a pod get the same one, so the startup probe (which reads the same env)
 // finds its agent.
-func rewriteHealthAddr(configJSON, addr string) (string, error) {
+func rewriteAddrs(configJSON, addr, metricsAddr string) (string, error) {
 	dec := json.NewDecoder(strings.NewReader(configJSON))
 	dec.UseNumber() // numbers stay as written
 	var cfg map[string]any
@@ -953,6 +964,9 @@ func rewriteHealthAddr(configJSON, addr string) (string, error) {
 		return "", fmt.Errorf("%s is not a JSON object: %w", agent.ConfigEnv, err)
 	}
 	cfg["healthAddr"] = addr
+	if _, set := cfg["metricsAddr"]; set {
+		cfg["metricsAddr"] = metricsAddr
+	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return "", fmt.Errorf("re-encoding %s: %w", agent.ConfigEnv, err)

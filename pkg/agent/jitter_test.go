@@ -1,0 +1,116 @@
+package agent
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	tmpl "github.com/blinkchamber/blinkchamber/pkg/template"
+)
+
+// These tests check the schedule the agent computes, not wall-clock
+// timing: a fleet of agents that fetched the same static secret at the same
+// instant must not re-read it in lockstep.
+
+var staticRead = tmpl.Request{Op: tmpl.OpRead, Path: "secret/data/app"}
+
+// fetched is what fetch caches for a static secret read at t.
+func fetched(c *cache, t time.Time, interval time.Duration) {
+	e := &entry{Req: staticRead, Secret: &api.Secret{Data: map[string]any{"k": "v"}}, Fetched: t}
+	schedule(e, t, interval)
+	c.put(e)
+}
+
+func TestFirstRereadSpreadOverTheInterval(t *testing.T) {
+	const agents, bins = 1000, 10
+	now := time.Unix(1_700_000_000, 0)
+	interval := 5 * time.Second
+	counts := make([]int, bins)
+	for range agents {
+		c := newCache()
+		fetched(c, now, interval)
+		d := c.next().Sub(now)
+		if d <= 0 || d > interval {
+			t.Fatalf("first re-read %s after the first read, want within (0, %s]", d, interval)
+		}
+		counts[min(int(d*bins/interval), bins-1)]++
+	}
+	// Uniform up to the jittered interval (90 to 100 % of it): each of the
+	// first nine tenths holds about 105 of 1000 agents (binomial, standard
+	// deviation 10; the bounds are 5 of it), the last tenth fewer.
+	for i, n := range counts[:bins-1] {
+		if n < 55 || n > 155 {
+			t.Errorf("tenth %d of the interval holds %d first re-reads of %d agents started together, want about 105: %v", i, n, agents, counts)
+		}
+	}
+}
+
+func TestLaterRereadsWithinTheInterval(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	interval := time.Minute
+	earliest, latest := now.Add(interval), now
+	for range 1000 {
+		c := newCache()
+		fetched(c, now.Add(-30*time.Second), interval)
+		// A re-read of a secret already cached is not spread again, only
+		// jittered: never later than the interval, at most 10 % earlier.
+		fetched(c, now, interval)
+		due := c.next()
+		if d := due.Sub(now); d < interval*9/10 || d > interval {
+			t.Fatalf("re-read due %s after the previous one, want within [%s, %s]", d, interval*9/10, interval)
+		}
+		earliest, latest = minTime(earliest, due), maxTime(latest, due)
+	}
+	if spread := latest.Sub(earliest); spread < interval/20 {
+		t.Errorf("1000 re-reads scheduled within %s of each other; jitter should spread them over about %s", spread, interval/10)
+	}
+}
+
+// TestFleetIdleRequestRate runs the schedule of 500 agents started at the
+// same instant, each re-reading one static secret as its loop does (due
+// time, fetch, schedule, cache), and counts re-reads per second: at idle
+// the busiest second must stay near the mean. Without spreading, every
+// agent re-reads in the same second and the busiest second holds the whole
+// fleet (5 times the mean at a 5 s interval).
+func TestFleetIdleRequestRate(t *testing.T) {
+	const agents = 500
+	start := time.Unix(1_700_000_000, 0)
+	interval := 5 * time.Second
+	from, to := start.Add(10*time.Second), start.Add(70*time.Second)
+	perSecond := make([]int, int(to.Sub(from)/time.Second))
+	for range agents {
+		c := newCache()
+		fetched(c, start, interval)
+		for at := c.next(); at.Before(to); at = c.next() {
+			if !at.Before(from) {
+				perSecond[int(at.Sub(from)/time.Second)]++
+			}
+			fetched(c, at, interval)
+		}
+	}
+	total, busiest := 0, 0
+	for _, n := range perSecond {
+		total += n
+		busiest = max(busiest, n)
+	}
+	mean := float64(total) / float64(len(perSecond))
+	if float64(busiest) > 1.5*mean {
+		t.Errorf("busiest second holds %d re-reads, mean %.0f/s (ratio %.2f); want at most 1.5", busiest, mean, float64(busiest)/mean)
+	}
+	t.Logf("%d agents, %s interval: mean %.0f re-reads/s, busiest second %d (%.2f x mean)", agents, interval, mean, busiest, float64(busiest)/mean)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
