@@ -1,0 +1,156 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/blinkchamber/blinkchamber/test/bench/procstat"
+	"github.com/blinkchamber/blinkchamber/test/toolchain"
+)
+
+// command is the exact command line that reproduces the run.
+func command(o options) string {
+	s := make([]string, len(o.sizes))
+	for i, n := range o.sizes {
+		s[i] = fmt.Sprint(n)
+	}
+	cmd := fmt.Sprintf("go run ./test/bench/fleetbench -sizes %s -secrets %d -render-interval %s -token-ttl %s -settle %s -idle %s -timeout %s",
+		strings.Join(s, ","), o.secrets, o.interval, o.tokenTTL, o.settle, o.idle, o.timeout)
+	if o.out != "" {
+		cmd += " -out " + o.out
+	}
+	if o.plot != "" {
+		cmd += " -plot " + o.plot
+	}
+	if o.agentSrc != "" {
+		cmd += " -agent-src " + o.agentSrc
+	}
+	return cmd
+}
+
+func render(o options, rows []result) string {
+	var b strings.Builder
+	memTotal, _ := procstat.MemInfoKiB("MemTotal")
+	fmt.Fprintf(&b, "## Fleet: many agents against one Vault (issue #6)\n\n")
+	fmt.Fprintf(&b, "Command: `%s`  \n", command(o))
+	fmt.Fprintf(&b, "Machine: %d cores, %.1f GiB memory, Go %s, %s; shared with other work, so compare rows within this run.  \n",
+		runtime.NumCPU(), float64(memTotal)/(1<<20), runtime.Version(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(&b, "Setup: one Vault %s dev server, one kube-apiserver %s with etcd %s, all on this machine. "+
+		"Each agent is a real `cmd/agent` process with its own pod object and its own TokenRequest token bound to that pod "+
+		"(so every login costs Vault one TokenReview), reading %d KV secret(s) re-read every %s, Vault tokens of %s. "+
+		"All agents of a fleet are started at once (the worst case: a rollout or a node coming back). "+
+		"They reach Vault through one counting proxy in the benchmark process, which records every request.\n\n",
+		toolchain.Vault.Version, toolchain.KubeAPIServer.Version, toolchain.Etcd.Version, o.secrets, o.interval, o.tokenTTL)
+	startTable(&b, rows)
+	cpuTable(&b, rows)
+	idleTable(&b, o, rows)
+	bend(&b, rows)
+	if o.plot != "" {
+		fmt.Fprintf(&b, "\n![time to all rendered and Vault CPU against fleet size](%s)\n", strings.TrimPrefix(o.plot, "docs/"))
+	}
+	return b.String()
+}
+
+func startTable(b *strings.Builder, rows []result) {
+	fmt.Fprintf(b, "### Start\n\n")
+	fmt.Fprintf(b, "| agents | all started | all rendered | per agent | per agent p50 / p95 | Vault requests | failed | peak req/s | login p50 / p95 at Vault | TokenReviews (mean latency at the API server) |\n")
+	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(b, "| %d | %s | %s | %s | %s / %s | %s | %d | %d | %s / %s | %d (%s) |\n", r.size,
+			ms(r.spawn), ms(r.all), ms(r.all/time.Duration(r.size)), ms(r.renderP50), ms(r.renderP95),
+			kinds(r.startReqs), r.startFailed, r.startPeakRPS,
+			ms(r.loginP50), ms(r.loginP95), r.reviews.count, ms(r.reviews.mean()))
+	}
+}
+
+func cpuTable(b *strings.Builder, rows []result) {
+	fmt.Fprintf(b, "\nCPU while the fleet starts (core-seconds from the first start to the last render; /proc/<pid>/stat):\n\n")
+	fmt.Fprintf(b, "| agents | machine busy | Vault (mean / peak 1 s) | Vault per login | kube-apiserver | etcd | agents | benchmark + proxy | other work on the machine |\n")
+	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		u := r.start
+		fmt.Fprintf(b, "| %d | %.0f %% of %d cores | %.2f s (%.2f / %.2f cores) | %.1f ms | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s |\n", r.size,
+			pct(u.machineBusy, u.machineTotal), runtime.NumCPU(), u.vault, u.cores(u.vault), u.vaultPeak,
+			1000*u.vault/float64(max(r.startReqs[classLogin], 1)), u.api, u.etcd, u.fleet, u.own, u.others())
+	}
+}
+
+func idleTable(b *strings.Builder, o options, rows []result) {
+	fmt.Fprintf(b, "\n### Idle (%s, starting %s after the last render)\n\n", o.idle, o.settle)
+	fmt.Fprintf(b, "| agents | Vault CPU | Vault requests/s (mean) | most in any 1 s | most / mean | by kind | agents' CPU | RSS (sum) | RssAnon (sum) | RssAnon per agent |\n")
+	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		u := r.idle
+		mean := float64(r.idleReqs) / u.took.Seconds()
+		fmt.Fprintf(b, "| %d | %.1f %% of a core | %.1f | %d | %.2f | %s | %.1f %% of a core | %s | %s | %.1f MiB |\n", r.size,
+			100*u.cores(u.vault), mean, r.idlePeakRPS, safeDiv(float64(r.idlePeakRPS), mean), kinds(r.idleClasses),
+			100*u.cores(u.fleet), mib(r.memory.RSS), mib(r.memory.Anon), float64(r.memory.Anon)/1024/float64(r.size))
+	}
+	fmt.Fprintf(b, "\nRSS counts the agent binary's shared pages once per process; RssAnon is what each agent has to itself.\n")
+}
+
+// bend names the fleet size where the cost per agent grows most and, for
+// the largest fleet, who spent the machine's CPU and how much of a login
+// was the API server's TokenReview.
+func bend(b *strings.Builder, rows []result) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n### Where it bends\n\n")
+	worst, factor := 0, 0.0
+	for i := 1; i < len(rows); i++ {
+		f := perAgent(rows[i]) / perAgent(rows[i-1])
+		if f > factor {
+			worst, factor = i, f
+		}
+	}
+	if worst > 0 {
+		fmt.Fprintf(b, "Time to all rendered per agent grows most from %d to %d agents: %s to %s (x%.1f). ",
+			rows[worst-1].size, rows[worst].size, ms(rows[worst-1].all/time.Duration(rows[worst-1].size)),
+			ms(rows[worst].all/time.Duration(rows[worst].size)), factor)
+	}
+	for _, r := range rows {
+		u := r.start
+		fmt.Fprintf(b, "At %d agents the machine was %.0f %% busy during the start; of the CPU spent: agents %.0f %%, Vault %.0f %%, kube-apiserver %.0f %%, etcd %.0f %%, benchmark %.0f %%, other work %.0f %%; "+
+			"a login took %s (p50) at Vault, of which the TokenReview %s (mean) at the API server. ",
+			r.size, pct(u.machineBusy, u.machineTotal), pct(u.fleet, u.machineBusy), pct(u.vault, u.machineBusy),
+			pct(u.api, u.machineBusy), pct(u.etcd, u.machineBusy), pct(u.own, u.machineBusy), pct(u.others(), u.machineBusy),
+			ms(r.loginP50), ms(r.reviews.mean()))
+	}
+	fmt.Fprintln(b)
+}
+
+func perAgent(r result) float64 { return r.all.Seconds() / float64(r.size) }
+
+func kinds(m map[class]int) string {
+	var parts []string
+	for _, c := range []class{classRead, classLogin, classLeaseRenew, classTokenRenew, classLookup, classOther} {
+		if m[c] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", c, m[c]))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func ms(d time.Duration) string {
+	if d >= 10*time.Second {
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+func mib(kib int64) string { return fmt.Sprintf("%.0f MiB", float64(kib)/1024) }
+
+func pct(a, b float64) float64 { return 100 * safeDiv(a, b) }
+
+func safeDiv(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
