@@ -60,6 +60,7 @@ demo: tools
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) run ./test/bench/agentbench -out docs/benchmarks.md
+	mkdir -p docs/benchmarks && $(GO) run ./test/bench/fleetbench -out docs/benchmarks.md -plot docs/benchmarks/fleet.png
 
 ## lint: formatting and vet
 lint:
