@@ -101,6 +101,23 @@ func TestFleetIdleRequestRate(t *testing.T) {
 	t.Logf("%d agents, %s interval: mean %.0f re-reads/s, busiest second %d (%.2f x mean)", agents, interval, mean, busiest, float64(busiest)/mean)
 }
 
+func TestReloginOfUnrenewableTokensSpread(t *testing.T) {
+	const ttl = 3600 // seconds
+	earliest, latest := time.Duration(ttl)*time.Second, time.Duration(0)
+	for range 1000 {
+		d := reloginAfter(ttl)
+		if d < 2592*time.Second || d > 2880*time.Second {
+			t.Fatalf("re-login after %s of a 1h token, want 72 to 80 %% of it", d)
+		}
+		earliest, latest = min(earliest, d), max(latest, d)
+	}
+	// 1000 agents that logged in together: their next logins span most of
+	// the 288 s jitter window, not one instant.
+	if latest-earliest < 200*time.Second {
+		t.Errorf("1000 re-logins within %s of each other, want them spread over about 288s", latest-earliest)
+	}
+}
+
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
 		return a

@@ -110,12 +110,10 @@ func (a *Agent) watchToken(ctx context.Context, s *api.Secret) {
 		return
 	}
 	if !s.Auth.Renewable {
-		// Not renewable: log in again at 80 % of its life.
-		ttl := time.Duration(s.Auth.LeaseDuration) * time.Second
 		select {
 		case <-ctx.Done():
 		case <-a.relogin:
-		case <-time.After(ttl * 8 / 10):
+		case <-time.After(reloginAfter(s.Auth.LeaseDuration)):
 		}
 		return
 	}
@@ -147,6 +145,13 @@ func (a *Agent) watchToken(ctx context.Context, s *api.Secret) {
 			}
 		}
 	}
+}
+
+// reloginAfter is when a token that cannot be renewed is replaced: at 72
+// to 80 % of its life, jittered so that a fleet whose agents logged in
+// together does not log in (one TokenReview each) together again.
+func reloginAfter(ttlSeconds int) time.Duration {
+	return jitter(time.Duration(ttlSeconds) * time.Second * 8 / 10)
 }
 
 // backoff is exponential with full jitter between backoffMin and
