@@ -93,12 +93,23 @@ func (e *InvalidError) Unwrap() error { return ErrInvalid }
 type Outcome struct {
 	Injected bool
 	Reason   Reason
+	// Warnings are for the admission response: annotations accepted with
+	// a caveat.
+	Warnings []string
 }
 
 // Mutate injects the agent into pod, in place. On error the pod is left as
 // it was: everything is built first and applied only when valid.
 func Mutate(pod *corev1.Pod, o Options) (Outcome, error) {
 	spec, errs := Parse(pod)
+	out, err := mutate(pod, spec, errs, o)
+	for _, w := range spec.Warnings {
+		out.Warnings = append(out.Warnings, w.String())
+	}
+	return out, err
+}
+
+func mutate(pod *corev1.Pod, spec *Spec, errs field.ErrorList, o Options) (Outcome, error) {
 	if len(errs) > 0 {
 		return Outcome{Reason: ReasonInvalid}, &InvalidError{Errs: errs}
 	}
@@ -107,7 +118,7 @@ func Mutate(pod *corev1.Pod, o Options) (Outcome, error) {
 		return Outcome{Reason: ReasonAlreadyInjected}, nil
 	}
 	if !spec.Inject {
-		if _, set := pod.Annotations[AnnotationInject]; set {
+		if _, set := pod.Annotations[AnnotationInject]; set || pod.Annotations[VaultInject] != "" {
 			return Outcome{Reason: ReasonDisabled}, nil
 		}
 		return Outcome{Reason: ReasonNotAnnotated}, nil
@@ -206,12 +217,12 @@ func newPlan(pod *corev1.Pod, spec *Spec, o Options) (*plan, error) {
 func (p *plan) apply(pod *corev1.Pod) {
 	for i := range pod.Spec.InitContainers {
 		if slices.Contains(p.targetInit, pod.Spec.InitContainers[i].Name) {
-			addMount(&pod.Spec.InitContainers[i])
+			addMount(&pod.Spec.InitContainers[i], p.spec.mountPath())
 		}
 	}
 	for i := range pod.Spec.Containers {
 		if slices.Contains(p.target, pod.Spec.Containers[i].Name) {
-			addMount(&pod.Spec.Containers[i])
+			addMount(&pod.Spec.Containers[i], p.spec.mountPath())
 		}
 	}
 	pod.Spec.Volumes = append(pod.Spec.Volumes, p.volumes...)
@@ -221,6 +232,11 @@ func (p *plan) apply(pod *corev1.Pod) {
 		pod.Annotations = map[string]string{}
 	}
 	pod.Annotations[AnnotationStatus] = StatusInjected
+	if p.spec.VaultK8s {
+		// vault-k8s skips a pod marked so: the two injectors can run side
+		// by side during a migration without injecting twice.
+		pod.Annotations[VaultStatus] = StatusInjected
+	}
 }
 
 // remount handles re-invocation: another webhook may have added containers
@@ -234,12 +250,12 @@ func remount(pod *corev1.Pod, spec *Spec) {
 	initNames, names := targets(pod, spec)
 	for i := range pod.Spec.InitContainers {
 		if slices.Contains(initNames, pod.Spec.InitContainers[i].Name) {
-			addMount(&pod.Spec.InitContainers[i])
+			addMount(&pod.Spec.InitContainers[i], spec.mountPath())
 		}
 	}
 	for i := range pod.Spec.Containers {
 		if slices.Contains(names, pod.Spec.Containers[i].Name) {
-			addMount(&pod.Spec.Containers[i])
+			addMount(&pod.Spec.Containers[i], spec.mountPath())
 		}
 	}
 }
@@ -262,13 +278,13 @@ func targets(pod *corev1.Pod, spec *Spec) (initNames, names []string) {
 	return pick(pod.Spec.InitContainers), pick(pod.Spec.Containers)
 }
 
-func addMount(c *corev1.Container) {
+func addMount(c *corev1.Container, mountPath string) {
 	for _, m := range c.VolumeMounts {
 		if m.Name == SecretsVolume {
 			return
 		}
 	}
-	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SecretsVolume, MountPath: SecretsPath, ReadOnly: true})
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SecretsVolume, MountPath: mountPath, ReadOnly: true})
 }
 
 func agentConfig(pod *corev1.Pod, spec *Spec, o Options) agent.Config {
