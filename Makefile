@@ -59,7 +59,7 @@ demo: tools
 ## bench: benchmarks; the agent comparison rewrites docs/benchmarks.md
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
-	$(GO) run ./test/bench/agentbench -out docs/benchmarks.md
+	$(GO) run ./test/bench/agentbench -out docs/benchmarks.md -plots docs/benchmarks -sizes 1,10,50 -starts 20 -replicas 3 -idle 5m0s -render-interval 5s -rotation-intervals 1s,5s -rotations 50
 	mkdir -p docs/benchmarks && $(GO) run ./test/bench/fleetbench -out docs/benchmarks.md -plot docs/benchmarks/fleet.png
 
 ## lint: formatting and vet

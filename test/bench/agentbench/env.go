@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -133,49 +132,21 @@ func (e *env) sizes() map[string]int64 {
 	return map[string]int64{"agent": fileSize(e.agentBin), "vault": fileSize(e.vaultBin)}
 }
 
-func template(i int) string {
-	return `{{ with secret "secret/data/bench/` + secretName(i) + `" }}username={{ .Data.data.username }}
+// template renders a KV v2 secret at path under secret/, the same for both
+// agents.
+func template(path string) string {
+	return `{{ with secret "secret/data/` + path + `" }}username={{ .Data.data.username }}
 password={{ .Data.data.password }}
 {{ end }}`
 }
 
-// measure runs the agent o.starts times to time the first render, then
-// once more for the idle window.
-func (e *env) measure(ctx context.Context, kind agentKind, n int, o options) (result, error) {
-	r := result{kind: kind, secrets: n}
-	for i := range o.starts {
-		p, err := e.start(ctx, kind, n, o.interval, fmt.Sprintf("%d-%d", n, i))
-		if err != nil {
-			return r, err
-		}
-		d, err := p.waitFiles(ctx, n)
-		p.stop()
-		if err != nil {
-			return r, err
-		}
-		r.firstRenders = append(r.firstRenders, d)
+// benchPaths are the KV paths of the first n bench secrets.
+func benchPaths(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "bench/" + secretName(i)
 	}
-	r.firstRender = median(r.firstRenders)
-	p, err := e.start(ctx, kind, n, o.interval, fmt.Sprintf("%d-idle", n))
-	if err != nil {
-		return r, err
-	}
-	defer p.stop()
-	if _, err := p.waitFiles(ctx, n); err != nil {
-		return r, err
-	}
-	// Let start-up allocations settle before the window opens.
-	time.Sleep(3 * time.Second)
-	cpu0, reqs0 := cpuSeconds(p.cmd.Process.Pid), p.requests.Load()
-	select {
-	case <-ctx.Done():
-		return r, ctx.Err()
-	case <-time.After(o.idle):
-	}
-	r.cpuSeconds = cpuSeconds(p.cmd.Process.Pid) - cpu0
-	r.vaultRequests = p.requests.Load() - reqs0
-	r.rssKiB, r.rssAnonKiB = memory(p.cmd.Process.Pid)
-	return r, nil
+	return out
 }
 
 type proc struct {
@@ -184,23 +155,26 @@ type proc struct {
 	dir      string
 	requests *atomic.Int64
 	proxy    *http.Server
+	exited   chan struct{} // closed when the process has ended
 }
 
-func (e *env) start(ctx context.Context, kind agentKind, n int, interval time.Duration, tag string) (*proc, error) {
+// start runs one agent rendering paths[i] to file secretName(i), talking to
+// Vault through its own counting proxy.
+func (e *env) start(ctx context.Context, kind agentKind, paths []string, interval time.Duration, tag string) (*proc, error) {
 	dir := filepath.Join(e.dir, strings.ReplaceAll(string(kind), " ", "-")+"-"+tag)
 	if err := os.MkdirAll(filepath.Join(dir, "out"), 0o755); err != nil {
 		return nil, err
 	}
-	p := &proc{dir: filepath.Join(dir, "out"), requests: &atomic.Int64{}}
+	p := &proc{dir: filepath.Join(dir, "out"), requests: &atomic.Int64{}, exited: make(chan struct{})}
 	addr, err := p.startProxy(e.vault.Addr())
 	if err != nil {
 		return nil, err
 	}
 	var cmd *exec.Cmd
 	if kind == ours {
-		cmd, err = e.oursCmd(ctx, addr, p.dir, n, interval)
+		cmd, err = e.oursCmd(ctx, addr, p.dir, paths, interval)
 	} else {
-		cmd, err = e.vaultCmd(ctx, addr, dir, p.dir, n, interval)
+		cmd, err = e.vaultCmd(ctx, addr, dir, p.dir, paths, interval)
 	}
 	if err != nil {
 		return nil, err
@@ -213,12 +187,14 @@ func (e *env) start(ctx context.Context, kind agentKind, n int, interval time.Du
 	p.cmd = cmd
 	p.started = time.Now()
 	if err := cmd.Start(); err != nil {
+		_ = p.proxy.Close()
 		return nil, err
 	}
+	go func() { _ = cmd.Wait(); _ = logf.Close(); close(p.exited) }()
 	return p, nil
 }
 
-func (e *env) oursCmd(ctx context.Context, vaultAddr, out string, n int, interval time.Duration) (*exec.Cmd, error) {
+func (e *env) oursCmd(ctx context.Context, vaultAddr, out string, paths []string, interval time.Duration) (*exec.Cmd, error) {
 	port, err := harness.FreePort()
 	if err != nil {
 		return nil, err
@@ -231,8 +207,8 @@ func (e *env) oursCmd(ctx context.Context, vaultAddr, out string, n int, interva
 		RenderInterval: agent.Duration{Duration: interval},
 		HealthAddr:     "127.0.0.1:" + strconv.Itoa(port),
 	}
-	for i := range n {
-		cfg.Secrets = append(cfg.Secrets, agent.Secret{Name: secretName(i), Template: template(i), File: secretName(i), Perms: 0o400})
+	for i, path := range paths {
+		cfg.Secrets = append(cfg.Secrets, agent.Secret{Name: secretName(i), Template: template(path), File: secretName(i), Perms: 0o400})
 	}
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, errs.ToAggregate()
@@ -246,13 +222,13 @@ func (e *env) oursCmd(ctx context.Context, vaultAddr, out string, n int, interva
 	return cmd, nil
 }
 
-func (e *env) vaultCmd(ctx context.Context, vaultAddr, dir, out string, n int, interval time.Duration) (*exec.Cmd, error) {
+func (e *env) vaultCmd(ctx context.Context, vaultAddr, dir, out string, paths []string, interval time.Duration) (*exec.Cmd, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "vault {\n  address = %q\n}\n", vaultAddr)
 	fmt.Fprintf(&b, "auto_auth {\n  method \"kubernetes\" {\n    mount_path = \"auth/kubernetes\"\n    config = {\n      role = %q\n      token_path = %q\n    }\n  }\n}\n", benchSA, e.tokenFile)
 	fmt.Fprintf(&b, "template_config {\n  static_secret_render_interval = %q\n  exit_on_retry_failure = true\n}\n", interval.String())
-	for i := range n {
-		fmt.Fprintf(&b, "template {\n  contents = %q\n  destination = %q\n  perms = \"0400\"\n}\n", template(i), filepath.Join(out, secretName(i)))
+	for i, path := range paths {
+		fmt.Fprintf(&b, "template {\n  contents = %q\n  destination = %q\n  perms = \"0400\"\n}\n", template(path), filepath.Join(out, secretName(i)))
 	}
 	cfgPath := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o600); err != nil {
@@ -288,70 +264,29 @@ func (p *proc) waitFiles(ctx context.Context, n int) (time.Duration, error) {
 		if allWritten(p.dir, n) {
 			return time.Since(p.started), nil
 		}
-		if p.cmd.ProcessState != nil {
-			break
-		}
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
+		case <-p.exited:
+			return 0, fmt.Errorf("exited before writing every file; log:\n%s", p.log())
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+	return 0, fmt.Errorf("files not written within a minute; log:\n%s", p.log())
+}
+
+func (p *proc) log() []byte {
 	log, _ := os.ReadFile(filepath.Join(filepath.Dir(p.dir), "log"))
-	return 0, fmt.Errorf("files not written within a minute; log:\n%s", log)
+	return log
 }
 
 func (p *proc) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(10 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-done
+		<-p.exited
 	}
 	_ = p.proxy.Close()
-}
-
-// memory reads VmRSS and RssAnon (KiB) from /proc.
-func memory(pid int) (rss, anon int64) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(fields[1], 10, 64)
-		switch fields[0] {
-		case "VmRSS:":
-			rss = v
-		case "RssAnon:":
-			anon = v
-		}
-	}
-	return rss, anon
-}
-
-// cpuSeconds is user+system time from /proc/<pid>/stat (clock ticks of
-// 1/100 s on Linux).
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command name may hold spaces; fields start after the last ')'.
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseFloat(fields[11], 64)
-	stime, _ := strconv.ParseFloat(fields[12], 64)
-	return (utime + stime) / 100
 }

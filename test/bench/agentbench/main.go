@@ -1,19 +1,19 @@
 // Command agentbench measures blinkchamber's agent against `vault agent`
-// side by side: the same Vault, the same kubernetes auth role and token, the
-// same templates and render interval, in the same run, so the ratios hold on
-// a noisy shared machine. It writes a Markdown report.
+// side by side (issue #6): the same Vault, the same kubernetes auth role and
+// token, the same templates and render interval, in the same run, so the
+// ratios hold on a noisy shared machine. It writes a Markdown report and
+// PNG plots.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -21,34 +21,81 @@ import (
 	"github.com/go-logr/logr"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/blinkchamber/blinkchamber/pkg/agent"
 	"github.com/blinkchamber/blinkchamber/test/bench/report"
 	"github.com/blinkchamber/blinkchamber/test/toolchain"
 )
 
+// options are the flags; the defaults reproduce the published figures.
 type options struct {
-	sizes    []int
-	starts   int
-	idle     time.Duration
-	interval time.Duration
-	out      string
+	sizes             []int
+	starts            int
+	replicas          int
+	idle              time.Duration
+	interval          time.Duration
+	rotationIntervals []time.Duration
+	rotations         int
+	out               string
+	plots             string
+}
+
+func parseOptions(args []string) (options, error) {
+	o := options{}
+	fs := flag.NewFlagSet("agentbench", flag.ContinueOnError)
+	sizes := fs.String("sizes", "1,10,50", "numbers of secrets (one template each)")
+	fs.IntVar(&o.starts, "starts", 20, "starts per agent and size timed to the first render (the median is reported)")
+	fs.IntVar(&o.replicas, "replicas", 3, "processes per agent and size through the idle window (the median is reported)")
+	fs.DurationVar(&o.idle, "idle", 5*time.Minute, "idle window for memory, CPU and Vault requests")
+	fs.DurationVar(&o.interval, "render-interval", 5*time.Second, "static secret render interval for the first-render and idle runs, for both agents")
+	rotIntervals := fs.String("rotation-intervals", "1s,5s", "render intervals at which rotation latency is measured")
+	fs.IntVar(&o.rotations, "rotations", 50, "KV v2 writes per rotation interval")
+	fs.StringVar(&o.out, "out", "", "write the report as the \"agent\" section of this Markdown file as well as to stdout")
+	fs.StringVar(&o.plots, "plots", "", "directory for the PNG plots (default: benchmarks/ beside -out)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var errs []error
+	for _, s := range strings.Split(*sizes, ",") {
+		var n int
+		if _, err := fmt.Sscan(s, &n); err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("-sizes: %q is not a positive number", s))
+			continue
+		}
+		o.sizes = append(o.sizes, n)
+	}
+	for _, s := range strings.Split(*rotIntervals, ",") {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < agent.MinRenderInterval {
+			errs = append(errs, fmt.Errorf("-rotation-intervals: %q is not a duration of at least %s", s, agent.MinRenderInterval))
+			continue
+		}
+		o.rotationIntervals = append(o.rotationIntervals, d)
+	}
+	if o.interval < agent.MinRenderInterval {
+		errs = append(errs, fmt.Errorf("-render-interval: %s is below the agent's minimum %s", o.interval, agent.MinRenderInterval))
+	}
+	for name, n := range map[string]int{"-starts": o.starts, "-replicas": o.replicas, "-rotations": o.rotations} {
+		if n < 1 {
+			errs = append(errs, fmt.Errorf("%s: %d is not a positive number", name, n))
+		}
+	}
+	if o.idle < time.Second {
+		errs = append(errs, fmt.Errorf("-idle: %s is shorter than a second", o.idle))
+	}
+	if o.plots == "" && o.out != "" {
+		o.plots = filepath.Join(filepath.Dir(o.out), "benchmarks")
+	}
+	return o, errors.Join(errs...)
 }
 
 func main() {
-	o := options{}
-	var sizes string
-	flag.StringVar(&sizes, "sizes", "1,10", "numbers of secrets (one template each)")
-	flag.IntVar(&o.starts, "starts", 5, "cold starts per agent and size (the median is reported)")
-	flag.DurationVar(&o.idle, "idle", time.Minute, "idle window for CPU and Vault requests")
-	flag.DurationVar(&o.interval, "render-interval", 5*time.Second, "static secret render interval, for both agents")
-	flag.StringVar(&o.out, "out", "", "write the report as the \"agent\" section of this Markdown file as well as to stdout")
-	flag.Parse()
-	for _, s := range strings.Split(sizes, ",") {
-		var n int
-		if _, err := fmt.Sscan(s, &n); err != nil || n < 1 {
-			fmt.Fprintf(os.Stderr, "-sizes: %q is not a positive number\n", s)
-			os.Exit(2)
-		}
-		o.sizes = append(o.sizes, n)
+	o, err := parseOptions(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "agentbench:", err)
+		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -58,28 +105,49 @@ func main() {
 	}
 }
 
+// results is everything one run measured.
+type results struct {
+	machine   machine
+	firsts    map[key][]time.Duration
+	idle      map[key][]idleRun
+	rotations []rotation
+	sizes     map[string]int64 // binary sizes
+}
+
 func run(ctx context.Context, o options) error {
 	crlog.SetLogger(logr.Discard())
+	res := results{machine: readMachine()}
 	env, err := setup(ctx)
 	if err != nil {
 		return err
 	}
 	defer env.close()
-	var rows []result
-	for _, n := range o.sizes {
-		if err := env.writeSecrets(ctx, n); err != nil {
+	res.machine.vault = env.vaultVersion(ctx)
+	if err := env.writeSecrets(ctx, slices.Max(o.sizes)); err != nil {
+		return err
+	}
+	if res.firsts, err = env.firstRenders(ctx, o); err != nil {
+		return err
+	}
+	if res.idle, err = env.idle(ctx, o); err != nil {
+		return err
+	}
+	for _, d := range o.rotationIntervals {
+		r, err := env.rotations(ctx, d, o)
+		if err != nil {
+			return fmt.Errorf("rotation at %s: %w", d, err)
+		}
+		res.rotations = append(res.rotations, r)
+	}
+	res.sizes = env.sizes()
+	res.machine.loadEnd = loadAverage()
+	var figs []figure
+	if o.plots != "" {
+		if figs, err = writePlots(o.plots, o, res); err != nil {
 			return err
 		}
-		for _, kind := range []agentKind{ours, vaultAgent} {
-			r, err := env.measure(ctx, kind, n, o)
-			if err != nil {
-				return fmt.Errorf("%s with %d secrets: %w", kind, n, err)
-			}
-			rows = append(rows, r)
-			fmt.Fprintf(os.Stderr, "%s, %d secrets: %+v\n", kind, n, r)
-		}
 	}
-	text := render(o, rows, env.sizes())
+	text := markdown(o, res, figs)
 	fmt.Print(text)
 	if o.out != "" {
 		return report.WriteSection(o.out, "agent", []byte(text))
@@ -87,70 +155,8 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// result is one agent at one size.
-type result struct {
-	kind          agentKind
-	secrets       int
-	firstRender   time.Duration // median of starts
-	firstRenders  []time.Duration
-	rssKiB        int64
-	rssAnonKiB    int64
-	cpuSeconds    float64
-	vaultRequests int64
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func render(o options, rows []result, sizes map[string]int64) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "## Agent against `vault agent` (issue #3)\n\n")
-	fmt.Fprintf(&b, "Command: `go run ./test/bench/agentbench -sizes %s -starts %d -idle %s -render-interval %s`  \n",
-		joinInts(o.sizes), o.starts, o.idle, o.interval)
-	fmt.Fprintf(&b, "Machine: %d cores, Go %s, %s. Same Vault (v1.21.0 dev server), same kubernetes auth role and TokenRequest token, same templates, same static render interval (%s) for both. Each agent talks to Vault through its own counting proxy.\n\n",
-		runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"), o.interval)
-	fmt.Fprintf(&b, "| secrets | agent | first render (median of %d) | RSS | RssAnon | CPU over %s idle | Vault requests in %s idle |\n|---|---|---|---|---|---|---|\n", o.starts, o.idle, o.idle)
-	for _, r := range rows {
-		fmt.Fprintf(&b, "| %d | %s | %s | %.1f MiB | %.1f MiB | %.3f s | %d |\n", r.secrets, r.kind,
-			r.firstRender.Round(time.Millisecond), float64(r.rssKiB)/1024, float64(r.rssAnonKiB)/1024, r.cpuSeconds, r.vaultRequests)
-	}
-	fmt.Fprintf(&b, "\nRatios (blinkchamber / vault agent; target in brackets):\n\n| secrets | RssAnon [<= 0.25] | RSS [<= 0.10] | first render [<= 0.50] | CPU idle | Vault requests idle |\n|---|---|---|---|---|---|\n")
-	for i := 0; i+1 < len(rows); i += 2 {
-		a, v := rows[i], rows[i+1]
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s |\n", a.secrets,
-			ratio(float64(a.rssAnonKiB), float64(v.rssAnonKiB), 0.25), ratio(float64(a.rssKiB), float64(v.rssKiB), 0.10),
-			ratio(a.firstRender.Seconds(), v.firstRender.Seconds(), 0.5), ratio(a.cpuSeconds, v.cpuSeconds, 0),
-			ratio(float64(a.vaultRequests), float64(v.vaultRequests), 0))
-	}
-	fmt.Fprintf(&b, "\nBinary sizes (stripped, static): blinkchamber-agent %.1f MB [target <= 25 MB]; vault %.1f MB.\n",
-		float64(sizes["agent"])/1e6, float64(sizes["vault"])/1e6)
-	return b.String()
-}
-
-func ratio(a, b, target float64) string {
-	if b == 0 {
-		return "n/a"
-	}
-	r := a / b
-	if target == 0 {
-		return fmt.Sprintf("%.2f", r)
-	}
-	verdict := "met"
-	if r > target {
-		verdict = "MISSED"
-	}
-	return fmt.Sprintf("%.3f (%s)", r, verdict)
-}
-
-func joinInts(ns []int) string {
-	s := make([]string, len(ns))
-	for i, n := range ns {
-		s[i] = fmt.Sprint(n)
-	}
-	return strings.Join(s, ",")
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format(time.TimeOnly)+" "+format+"\n", args...)
 }
 
 func repoRoot() string {
