@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/blinkchamber/blinkchamber/pkg/injector"
+	"github.com/blinkchamber/blinkchamber/test/harness"
+	"github.com/blinkchamber/blinkchamber/test/toolchain"
+)
+
+// binaries are the three programs of the Dockerfile, built its way.
+type binaries struct{ injector, agent, cli string }
+
+// build compiles the commands with the Dockerfile's flags (static,
+// stripped, trimmed, VERSION=dev) into dir.
+func build(ctx context.Context, repo, dir string) (binaries, error) {
+	b := binaries{
+		injector: filepath.Join(dir, "blinkchamber-injector"),
+		agent:    filepath.Join(dir, "blinkchamber-agent"),
+		cli:      filepath.Join(dir, "blinkchamber"),
+	}
+	const mod = "github.com/blinkchamber/blinkchamber"
+	for _, c := range []struct{ out, ldflags, pkg string }{
+		{b.agent, "-s -w -X " + mod + "/pkg/agent.Version=dev", "./cmd/agent"},
+		{b.injector, "-s -w", "./cmd/injector"},
+		{b.cli, "-s -w -X " + mod + "/pkg/cli.Version=dev", "./cmd/blinkchamber"},
+	} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", c.ldflags, "-o", c.out, c.pkg)
+		cmd.Dir, cmd.Env = repo, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return b, fmt.Errorf("building %s: %w\n%s", c.pkg, err, out)
+		}
+	}
+	return b, nil
+}
+
+// served is the injector process and what the load generator needs to
+// reach it.
+type served struct {
+	cmd        *exec.Cmd
+	url        string // the mutate endpoint
+	metricsURL string
+	caPEM      []byte
+	logPath    string
+	exited     chan error
+}
+
+// startInjector runs the built injector as its own process with mounted
+// certificates (cert-manager style), talking to kube through a kubeconfig,
+// with the default mode resolved from the API server as in a cluster.
+func startInjector(ctx context.Context, bin, dir string, kube *harness.Kube) (*served, error) {
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := kube.WriteKubeconfig(kubeconfig); err != nil {
+		return nil, err
+	}
+	certDir := filepath.Join(dir, "certs")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return nil, err
+	}
+	caPEM, err := harness.ServingCertDir(certDir)
+	if err != nil {
+		return nil, err
+	}
+	ports := make([]int, 3)
+	for i := range ports {
+		if ports[i], err = harness.FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
+	s := &served{
+		url: "https://" + addr(ports[0]) + injector.Path, metricsURL: "http://" + addr(ports[1]) + "/metrics",
+		caPEM: caPEM, logPath: filepath.Join(dir, "injector.log"), exited: make(chan error, 1),
+	}
+	logf, err := os.Create(s.logPath)
+	if err != nil {
+		return nil, err
+	}
+	s.cmd = exec.Command(bin,
+		"--host", "127.0.0.1", "--port", strconv.Itoa(ports[0]), "--cert-dir", certDir,
+		"--agent-image", "ghcr.io/blinkchamber/agent:dev", "--vault-addr", "https://vault.vault.svc:8200",
+		"--metrics-bind-address", addr(ports[1]), "--health-probe-bind-address", addr(ports[2]))
+	s.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting the injector: %w", err)
+	}
+	go func() { s.exited <- s.cmd.Wait(); logf.Close() }()
+	if err := s.waitReady(ctx, "http://"+addr(ports[2])+"/readyz"); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *served) waitReady(ctx context.Context, readyz string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, readyz, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case err := <-s.exited:
+			return fmt.Errorf("injector exited before it was ready: %v (log: %s)", err, s.logPath)
+		case <-ctx.Done():
+			return fmt.Errorf("injector never ready at %s: %w (log: %s)", readyz, ctx.Err(), s.logPath)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// client trusts the injector's CA. With h2 every worker shares one
+// HTTP/2 connection, as the kube-apiserver's webhook client does; without,
+// each worker keeps its own HTTP/1.1 connection.
+func (s *served) client(conns int, h2 bool) (*http.Client, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(s.caPEM) {
+		return nil, errors.New("no CA certificate in the injector's PEM")
+	}
+	t := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2:   h2,
+		MaxIdleConnsPerHost: conns,
+		DisableCompression:  true,
+	}
+	return &http.Client{Transport: t, Timeout: 10 * time.Second}, nil
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (s *served) stop() error {
+	if s.cmd.Process == nil {
+		return nil
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.exited:
+		return err
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		return fmt.Errorf("injector ignored SIGTERM (log: %s)", s.logPath)
+	}
+}
+
+func repoRoot() (string, error) { return toolchain.RepoRoot() }

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestOptionsValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(*options)
+		flag string // the flag the error must name; "" for valid
+	}{
+		{"defaults", func(*options) {}, ""},
+		{"no soak", func(o *options) { o.soak, o.sampleEvery = 0, 0 }, ""},
+		{"no secrets", func(o *options) { o.secrets = nil }, "-secrets"},
+		{"zero secrets", func(o *options) { o.secrets = intList{0} }, "-secrets"},
+		{"huge concurrency", func(o *options) { o.concurrency = intList{1, 5000} }, "-concurrency"},
+		{"short duration", func(o *options) { o.duration = time.Millisecond }, "-duration"},
+		{"negative warm-up", func(o *options) { o.warmup = -time.Second }, "-warmup"},
+		{"sampling slower than the soak", func(o *options) { o.sampleEvery = time.Minute }, "-sample-every"},
+		{"soak without workers", func(o *options) { o.soakConcurrency = 0 }, "-soak-concurrency"},
+		{"soak without secrets", func(o *options) { o.soakSecrets = 0 }, "-soak-secrets"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := defaultOptions()
+			tc.edit(&o)
+			err := o.validate()
+			if tc.flag == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, errOptions) || !strings.Contains(err.Error(), tc.flag+":") {
+				t.Fatalf("validate() = %v, want an error naming %s", err, tc.flag)
+			}
+		})
+	}
+}
+
+func TestIntListSet(t *testing.T) {
+	var l intList
+	if err := l.Set("1, 16,64"); err != nil || l.String() != "1,16,64" {
+		t.Fatalf("Set = %v, list %s", err, l.String())
+	}
+	if err := l.Set("1,x"); err == nil {
+		t.Fatal("Set accepted a word")
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	s := make([]time.Duration, 100)
+	for i := range s {
+		s[i] = time.Duration(i+1) * time.Millisecond
+	}
+	for q, want := range map[float64]time.Duration{0.5: 50 * time.Millisecond, 0.99: 99 * time.Millisecond, 1: 100 * time.Millisecond} {
+		if got := quantile(s, q); got != want {
+			t.Errorf("quantile(%v) = %s, want %s", q, got, want)
+		}
+	}
+	if got := quantile(s[:1], 0.99); got != time.Millisecond {
+		t.Errorf("quantile of one = %s", got)
+	}
+}
+
+func TestFlatness(t *testing.T) {
+	samples := func(rss []int64, g []int) soakResult {
+		var r soakResult
+		for i := range rss {
+			r.samples = append(r.samples, sample{at: time.Duration(i) * time.Second, rssKiB: rss[i], goroutines: g[i]})
+		}
+		return r
+	}
+	cases := []struct {
+		name string
+		r    soakResult
+		flat bool
+	}{
+		{"steady", samples([]int64{40000, 41000, 40500, 41200}, []int{40, 44, 42, 43}), true},
+		{"memory grows", samples([]int64{40000, 41000, 46000, 52000}, []int{40, 44, 42, 43}), false},
+		{"goroutines leak", samples([]int64{40000, 41000, 40500, 41200}, []int{40, 44, 60, 80}), false},
+	}
+	for _, tc := range cases {
+		if got := tc.r.flatness().flat(); got != tc.flat {
+			t.Errorf("%s: flat = %v, want %v (%+v)", tc.name, got, tc.flat, tc.r.flatness())
+		}
+	}
+}

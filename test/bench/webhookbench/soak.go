@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// sample is the injector's state at one moment of the soak run.
+type sample struct {
+	at         time.Duration // since the run began
+	rssKiB     int64
+	goroutines int
+}
+
+// soakResult is the soak run: its load and the samples taken during it.
+type soakResult struct {
+	point   point
+	samples []sample
+}
+
+// soak keeps o.soakConcurrency requests in flight for o.soak while sampling
+// the injector's RSS and goroutines every o.sampleEvery.
+func soak(ctx context.Context, c *http.Client, s *served, r request, o options) (soakResult, error) {
+	type outcome struct {
+		run loadRun
+		err error
+	}
+	done := make(chan outcome, 1)
+	pid := s.cmd.Process.Pid
+	start := time.Now()
+	go func() {
+		rn, err := drive(ctx, c, s.url, r, o.soakConcurrency, 0, o.soak, pid)
+		done <- outcome{rn, err}
+	}()
+	var samples []sample
+	tick := time.NewTicker(o.sampleEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case out := <-done:
+			if out.err != nil {
+				return soakResult{}, out.err
+			}
+			return soakResult{point: summarize(r.secrets, o.soakConcurrency, out.run), samples: samples}, nil
+		case <-tick.C:
+			rss, err := rssKiB(pid)
+			if err != nil {
+				return soakResult{}, err
+			}
+			g, err := goroutines(ctx, s.metricsURL)
+			if err != nil {
+				return soakResult{}, err
+			}
+			samples = append(samples, sample{at: time.Since(start), rssKiB: rss, goroutines: g})
+		}
+	}
+}
+
+// flatness compares the second half of the samples with the first: RSS
+// must not grow by more than 10% and goroutines by more than 5, so a leak of
+// one goroutine or a few KiB per request (thousands per second) shows.
+type flatness struct {
+	firstRSS, lastRSS int64 // maximum KiB in each half
+	firstG, lastG     int   // maximum goroutines in each half
+}
+
+func (r soakResult) flatness() flatness {
+	var f flatness
+	half := len(r.samples) / 2
+	for i, s := range r.samples {
+		rss, g := &f.firstRSS, &f.firstG
+		if i >= half {
+			rss, g = &f.lastRSS, &f.lastG
+		}
+		*rss = max(*rss, s.rssKiB)
+		*g = max(*g, s.goroutines)
+	}
+	return f
+}
+
+func (f flatness) flat() bool {
+	return float64(f.lastRSS) <= 1.10*float64(f.firstRSS) && f.lastG <= f.firstG+5
+}
