@@ -10,7 +10,7 @@ LDFLAGS     := -s -w
 TEST_FLAGS  ?= -timeout 45m
 FUZZ_TIME   ?= 10s
 
-.PHONY: all build images test unit fuzz demo bench lint tools deps clean
+.PHONY: all build images test unit fuzz demo bench soak lint tools deps clean
 
 VERSION     ?= dev
 
@@ -61,6 +61,11 @@ bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) run ./test/bench/agentbench -out docs/benchmarks.md -plots docs/benchmarks -sizes 1,10,50 -starts 20 -replicas 3 -idle 5m0s -render-interval 5s -rotation-intervals 1s,5s -rotations 50
 	mkdir -p docs/benchmarks && $(GO) run ./test/bench/fleetbench -out docs/benchmarks.md -plot docs/benchmarks/fleet.png
+
+## soak: 200 agents for 10 minutes, 30 s token TTLs, rotating secrets; not run by CI
+SOAK_FLAGS ?= -agents 200 -duration 10m
+soak: tools
+	$(GO) run ./test/soak $(SOAK_FLAGS)
 
 ## lint: formatting and vet
 lint:

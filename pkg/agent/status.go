@@ -58,6 +58,8 @@ func (s *status) ready() (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
+	case !s.isStarted && s.lastErr != nil:
+		return false, "first render not complete: " + s.lastErr.Error()
 	case !s.isStarted:
 		return false, "first render not complete"
 	case s.loginErr != nil:

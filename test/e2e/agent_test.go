@@ -21,7 +21,6 @@ import (
 	"github.com/blinkchamber/blinkchamber/pkg/agent"
 	"github.com/blinkchamber/blinkchamber/pkg/mutate"
 	"github.com/blinkchamber/blinkchamber/test/harness"
-	"github.com/blinkchamber/blinkchamber/test/toolchain"
 )
 
 const agentImage = "ghcr.io/blinkchamber/agent:e2e"
@@ -51,7 +50,7 @@ func agentEnv(t *testing.T) *vaultEnv {
 			return
 		}
 		e := &vaultEnv{agentBin: filepath.Join(shared.dir, "blinkchamber-agent")}
-		if shared.err = buildAgent(ctx, e.agentBin); shared.err != nil {
+		if shared.err = harness.BuildAgent(ctx, e.agentBin); shared.err != nil {
 			return
 		}
 		if e.vault, shared.err = harness.StartVault(ctx, os.Stderr, filepath.Join(shared.dir, "vault")); shared.err != nil {
@@ -73,20 +72,6 @@ func stopAgentEnv() {
 	if shared.dir != "" {
 		_ = os.RemoveAll(shared.dir)
 	}
-}
-
-// buildAgent builds cmd/agent as the Dockerfile does: static and stripped.
-func buildAgent(ctx context.Context, out string) error {
-	repo, err := toolchain.RepoRoot()
-	if err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./cmd/agent")
-	cmd.Dir, cmd.Env = repo, append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the agent: %w\n%s", err, b)
-	}
-	return nil
 }
 
 // startAgentInjector runs the injector pointed at the shared Vault, with a
@@ -301,15 +286,18 @@ func grep(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-// TestAgentRefusals: a wrong role and a denied path end the init agent
-// non-zero within 30 s, naming the role or path and Vault's reason; a
-// hand-edited template is refused at agent start.
+// TestAgentRefusals: a wrong role, another app's role and a denied path end
+// the init agent non-zero within 30 s, naming the role or path and Vault's
+// reason, with nothing rendered; a hand-edited template is refused at agent
+// start.
 func TestAgentRefusals(t *testing.T) {
 	e := agentEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	startAgentInjector(t, ctx, e)
 	e.app(t, ctx, "refusals", "billing", map[string]map[string]any{"db": {"password": "billing-pw"}})
+	// Another app, whose role and secrets the billing pod reaches for.
+	e.app(t, ctx, "payroll", "payroll", map[string]map[string]any{"db": {"password": "payroll-pw"}})
 
 	cases := []struct {
 		name     string
@@ -321,6 +309,8 @@ func TestAgentRefusals(t *testing.T) {
 			agent.ExitLoginRefused, []string{`role \"no-such-role\" at auth/kubernetes`, "invalid role name"}},
 		{"denied path", map[string]string{mutate.PrefixSecret + "other": "secret/data/shop/shop/db"},
 			agent.ExitAccess, []string{"vault refused access to the path", "secret/data/shop/shop/db", "permission denied"}},
+		{"another app's role", map[string]string{mutate.AnnotationRole: "payroll", mutate.PrefixSecret + "db": "secret/data/payroll/payroll/db"},
+			agent.ExitLoginRefused, []string{`role \"payroll\" at auth/kubernetes`, "service account name not authorized"}},
 		{"missing key", map[string]string{mutate.PrefixTemplate + "x": `{{ with secret "secret/data/refusals/billing/db" }}{{ .Data.data.nope }}{{ end }}`},
 			agent.ExitTemplate, []string{"template failed", "nope"}},
 	}
@@ -350,7 +340,10 @@ func TestAgentRefusals(t *testing.T) {
 					t.Errorf("output lacks %q:\n%s", w, ce.Output)
 				}
 			}
-			assertNoLeak(t, ce.Output, "billing-pw")
+			if strings.Contains(ce.Output, `"msg":"rendered"`) {
+				t.Errorf("a file was rendered:\n%s", ce.Output)
+			}
+			assertNoLeak(t, ce.Output, "billing-pw", "payroll-pw")
 		})
 	}
 

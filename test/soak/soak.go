@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Bounds of what may grow per agent between the first sample after the
+// warm-up and the last: a leak grows with time and rotations, noise does
+// not. Memory gets room for the Go heap's own breathing.
+const (
+	maxGoroutineGrowth = 3
+	maxFDGrowth        = 2
+	maxRSSGrowthKiB    = 4096
+)
+
+// valuePrefix starts every secret value, so one scan of the logs finds a
+// leak of any of them.
+const valuePrefix = "soakval-"
+
+type result struct {
+	agents, rotations   int
+	expected, delivered int
+	exited              int
+	first, last         []sample
+	sampleErrors        int
+	logins, renewals    float64
+	leaks               []string
+	elapsed             time.Duration
+}
+
+func soak(ctx context.Context, o options, e *env, f *fleet) (*result, error) {
+	r := &result{agents: len(f.members)}
+	start := time.Now()
+	end := start.Add(o.duration)
+	nextSample := start.Add(o.warmup)
+	for k := 1; time.Now().Before(end) && ctx.Err() == nil; k++ {
+		values, err := rotate(ctx, e, len(f.members), k)
+		if err != nil {
+			return nil, err
+		}
+		r.rotations++
+		// Sample while the rotation settles.
+		if !time.Now().Before(nextSample) {
+			s := f.samples(r)
+			if r.first == nil {
+				r.first = s
+			}
+			r.last = s
+			nextSample = nextSample.Add(o.sample)
+		}
+		sleepUntil(ctx, time.Now().Add(o.rotate-time.Since(start)%o.rotate))
+		r.expected += len(values)
+		r.delivered += f.delivered(values)
+	}
+	r.elapsed = time.Since(start)
+	for _, m := range f.members {
+		if !m.running() {
+			r.exited++
+		}
+		if metrics, err := scrape(m.health); err == nil {
+			r.logins += metricSum(metrics, `blinkchamber_agent_logins_total{result="success"}`)
+			r.renewals += metricSum(metrics, "blinkchamber_agent_token_renewals_total")
+		}
+	}
+	token, err := os.ReadFile(e.tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	r.leaks = f.scanLogs(valuePrefix, string(token))
+	return r, nil
+}
+
+// rotate gives every agent's secret a new value.
+func rotate(ctx context.Context, e *env, n, k int) ([]string, error) {
+	var b [4]byte
+	values := make([]string, n)
+	for i := range n {
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		values[i] = fmt.Sprintf("%s%d-%d-%s", valuePrefix, k, i, hex.EncodeToString(b[:]))
+		if err := e.put(ctx, i, values[i]); err != nil {
+			return nil, fmt.Errorf("rotation %d, agent %d: %w", k, i, err)
+		}
+	}
+	return values, nil
+}
+
+// delivered counts the agents whose file holds the value of this rotation.
+func (f *fleet) delivered(values []string) int {
+	n := 0
+	for i, m := range f.members {
+		if got, err := os.ReadFile(filepath.Join(m.dir, "value")); err == nil && string(got) == values[i] {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *fleet) samples(r *result) []sample {
+	out := make([]sample, len(f.members))
+	for i, m := range f.members {
+		s, err := m.sample()
+		if err != nil {
+			r.sampleErrors++
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// scanLogs names the agents whose output holds any of the needles.
+func (f *fleet) scanLogs(needles ...string) []string {
+	var found []string
+	for i, m := range f.members {
+		b, err := os.ReadFile(m.log.Name())
+		if err != nil {
+			found = append(found, fmt.Sprintf("agent %d: log unreadable: %v", i, err))
+			continue
+		}
+		for _, n := range needles {
+			if n != "" && strings.Contains(string(b), n) {
+				found = append(found, fmt.Sprintf("agent %d", i))
+				break
+			}
+		}
+	}
+	return found
+}
+
+func sleepUntil(ctx context.Context, t time.Time) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Until(t)):
+	}
+}
+
+// growth is last minus first of one measure, per agent: median and max.
+func growth(first, last []sample, measure func(sample) int) (median, worst int) {
+	if len(first) == 0 || len(first) != len(last) {
+		return 0, 0
+	}
+	d := make([]int, len(first))
+	for i := range first {
+		d[i] = measure(last[i]) - measure(first[i])
+	}
+	slices.Sort(d)
+	return d[len(d)/2], d[len(d)-1]
+}
+
+func (r *result) ok() bool {
+	_, g := growth(r.first, r.last, func(s sample) int { return s.goroutines })
+	_, fd := growth(r.first, r.last, func(s sample) int { return s.fds })
+	_, rss := growth(r.first, r.last, func(s sample) int { return s.rssKiB })
+	return r.delivered == r.expected && r.exited == 0 && len(r.leaks) == 0 && r.sampleErrors == 0 &&
+		len(r.first) > 0 && g <= maxGoroutineGrowth && fd <= maxFDGrowth && rss <= maxRSSGrowthKiB
+}
+
+// write prints the figures as a Markdown table.
+func (r *result) write(w io.Writer, o options) {
+	fmt.Fprintf(w, "\n%d agents, %s (asked %s), token TTL %s (max %s), render interval %s, a rotation every %s\n\n",
+		r.agents, r.elapsed.Round(time.Second), o.duration, o.tokenTTL, 3*o.tokenTTL, o.interval, o.rotate)
+	fmt.Fprintln(w, "| measure | value |")
+	fmt.Fprintln(w, "|---|---|")
+	fmt.Fprintf(w, "| rotations delivered | %d of %d (%d rotations x %d agents) |\n", r.delivered, r.expected, r.rotations, r.agents)
+	fmt.Fprintf(w, "| agents that exited | %d |\n", r.exited)
+	fmt.Fprintf(w, "| logins, token renewals (all agents) | %.0f, %.0f |\n", r.logins, r.renewals)
+	fmt.Fprintf(w, "| logs holding a secret value or the token | %d %v |\n", len(r.leaks), r.leaks)
+	fmt.Fprintf(w, "| failed /proc or /metrics samples | %d |\n", r.sampleErrors)
+	for _, m := range []struct {
+		name  string
+		f     func(sample) int
+		bound int
+	}{
+		{"goroutines", func(s sample) int { return s.goroutines }, maxGoroutineGrowth},
+		{"open descriptors", func(s sample) int { return s.fds }, maxFDGrowth},
+		{"threads", func(s sample) int { return s.threads }, -1},
+		{"RSS KiB", func(s sample) int { return s.rssKiB }, maxRSSGrowthKiB},
+	} {
+		med, worst := growth(r.first, r.last, m.f)
+		first, _ := growth(make([]sample, len(r.first)), r.first, m.f)
+		bound := "reported"
+		if m.bound >= 0 {
+			bound = fmt.Sprintf("at most %d", m.bound)
+		}
+		fmt.Fprintf(w, "| %s per agent after warm-up (median) | %d; growth to the end: median %d, worst %d (%s) |\n", m.name, first, med, worst, bound)
+	}
+}
