@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
@@ -367,6 +366,9 @@ func (a *Agent) renderOne(ctx context.Context, t *tmpl.Template, s Secret, used 
 	if err != nil {
 		return err
 	}
+	if out, err = s.encode(out); err != nil {
+		return err
+	}
 	changed, err := tmpl.WriteFile(a.cfg.SecretsDir, s.File, out, os.FileMode(s.Perms))
 	if err != nil {
 		return fmt.Errorf("secret %s: %w", s.Name, err)
@@ -376,8 +378,8 @@ func (a *Agent) renderOne(ctx context.Context, t *tmpl.Template, s Secret, used 
 	}
 	a.metrics.renders.WithLabelValues(s.Name).Inc()
 	a.log.Info("rendered", "secret", s.Name, "file", filepath.Join(a.cfg.SecretsDir, s.File), "bytes", len(out))
-	if len(s.Command) > 0 && a.status.started() {
-		a.runCommand(ctx, s)
+	if a.status.started() {
+		a.afterChange(ctx, s)
 	}
 	return nil
 }
@@ -403,23 +405,6 @@ func (a *Agent) execute(ctx context.Context, t *tmpl.Template, used map[string]b
 		}
 	}
 	return nil, &PermanentError{fmt.Errorf("secret %s: still missing data after %d rounds of fetching", t.Name(), maxRenderRounds)}
-}
-
-// runCommand runs a secret's command after its file changed. Failure is
-// reported, not fatal: the file is already in place.
-func (a *Agent) runCommand(ctx context.Context, s Secret) {
-	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)
-	defer cancel()
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...)
-	// The command's output may hold anything; it is not logged.
-	err := cmd.Run()
-	if err != nil {
-		a.metrics.commandFailures.WithLabelValues(s.Name).Inc()
-		a.log.Error(err, "command after render failed", "secret", s.Name, "command", s.Command[0], "duration", time.Since(start).String())
-		return
-	}
-	a.log.Info("command after render succeeded", "secret", s.Name, "command", s.Command[0], "duration", time.Since(start).String())
 }
 
 // revoke ends the token on shutdown when asked to.

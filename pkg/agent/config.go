@@ -87,6 +87,12 @@ type Secret struct {
 	Perms    FileMode `json:"perms"`
 	// Command runs (no shell) after the file changes.
 	Command []string `json:"command,omitempty"`
+	// Format "env" writes the template's JSON object as KEY='value' lines.
+	Format Format `json:"format,omitempty"`
+	// Signal is sent to the pod's processes of that name after a change.
+	Signal *Signal `json:"signal,omitempty"`
+	// ReloadURL (loopback only) is POSTed after a change.
+	ReloadURL string `json:"reloadURL,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("5s").
@@ -263,6 +269,7 @@ func validateSecrets(p *field.Path, secrets []Secret) field.ErrorList {
 		if s.Command != nil && (len(s.Command) == 0 || s.Command[0] == "") {
 			errs = append(errs, field.Invalid(sp.Child("command"), s.Command, "must name a program"))
 		}
+		errs = append(errs, s.validateActions(sp)...)
 	}
 	return errs
 }

@@ -14,6 +14,10 @@ type metrics struct {
 	renders         *prometheus.CounterVec
 	renderErrors    *prometheus.CounterVec
 	commandFailures *prometheus.CounterVec
+	signalled       *prometheus.CounterVec
+	signalNoProcess *prometheus.CounterVec
+	signalFailures  *prometheus.CounterVec
+	reloadFailures  *prometheus.CounterVec
 	logins          *prometheus.CounterVec
 	tokenTTL        prometheus.Gauge
 	tokenRenewals   prometheus.Counter
@@ -33,6 +37,18 @@ func newMetrics(a *Agent) *metrics {
 		commandFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "blinkchamber_agent_command_failures_total", Help: "Per-secret commands that failed after a render.",
 		}, []string{"secret"}),
+		signalled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blinkchamber_agent_signals_sent_total", Help: "Processes signalled after a render, by secret name.",
+		}, []string{"secret"}),
+		signalNoProcess: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blinkchamber_agent_signal_no_process_total", Help: "Renders after which no process had the name to signal, by secret name.",
+		}, []string{"secret"}),
+		signalFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blinkchamber_agent_signal_failures_total", Help: "Renders after which a process could not be signalled (e.g. another uid), by secret name.",
+		}, []string{"secret"}),
+		reloadFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blinkchamber_agent_reload_failures_total", Help: "Reload URL calls that failed every attempt, by secret name.",
+		}, []string{"secret"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "blinkchamber_agent_logins_total", Help: "Vault logins, by result.",
 		}, []string{"result"}),
@@ -49,7 +65,8 @@ func newMetrics(a *Agent) *metrics {
 			Name: "blinkchamber_agent_last_render_timestamp_seconds", Help: "Unix time of the last render in which every secret rendered.",
 		}),
 	}
-	m.registry.MustRegister(m.renders, m.renderErrors, m.commandFailures, m.logins, m.tokenTTL,
+	m.registry.MustRegister(m.renders, m.renderErrors, m.commandFailures, m.signalled, m.signalNoProcess,
+		m.signalFailures, m.reloadFailures, m.logins, m.tokenTTL,
 		m.tokenRenewals, m.renewals, m.lastRender,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registry.MustRegister(&agentCollector{agent: a})

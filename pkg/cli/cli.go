@@ -46,6 +46,7 @@ commands:
   unseal                                    unseal Vault with the keys from the key store
   secrets rotate <app>/<secret>             replace a secret's generated values
   seal-config                               print the seal stanza of Vault's server config (transit, awskms)
+  exec --env-file <path> -- <command>...    run an app with an agent-rendered env file, restart it on change
   migrate [file|-]...                       print manifests with vault.hashicorp.com/ annotations rewritten as blinkchamber.io/ ones
   version                                   print the version
 
@@ -82,6 +83,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if rest[0] == "version" {
 		fmt.Fprintln(stdout, Version)
 		return ExitOK
+	}
+	if rest[0] == "exec" {
+		return execMain(rest[1:], stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -39,7 +39,8 @@ func ValidateName(name string) error {
 }
 
 // Encode writes vars as KEY='value' lines sorted by key, each value single
-// quoted (a ' inside becomes '\”).
+// quoted; a quote inside is written as the four characters ' \ ' '
+// (close, escaped quote, reopen).
 func Encode(vars map[string]string) ([]byte, error) {
 	keys := make([]string, 0, len(vars))
 	for k, v := range vars {

@@ -51,6 +51,10 @@ const (
 	PrefixFile     = Prefix + "file-"
 	PrefixPerms    = Prefix + "perms-"
 	PrefixCommand  = Prefix + "command-"
+	// Rotation signals and formats (rotation.go).
+	PrefixSignal    = Prefix + "signal-"
+	PrefixReloadURL = Prefix + "reload-url-"
+	PrefixFormat    = Prefix + "format-"
 )
 
 // StatusInjected is the value of AnnotationStatus on an injected pod.
@@ -136,6 +140,7 @@ func Parse(pod *corev1.Pod) (*Spec, field.ErrorList) {
 
 type secretParts struct {
 	path, template, file, perms, command *string
+	signal, reloadURL, format            *string
 }
 
 type parser struct {
@@ -284,6 +289,9 @@ func (p *parser) secretAnnotation(key, value string) {
 		{PrefixFile, func(s *secretParts) **string { return &s.file }},
 		{PrefixPerms, func(s *secretParts) **string { return &s.perms }},
 		{PrefixCommand, func(s *secretParts) **string { return &s.command }},
+		{PrefixSignal, func(s *secretParts) **string { return &s.signal }},
+		{PrefixReloadURL, func(s *secretParts) **string { return &s.reloadURL }},
+		{PrefixFormat, func(s *secretParts) **string { return &s.format }},
 	} {
 		name, ok := strings.CutPrefix(key, f.prefix)
 		if !ok {
@@ -313,6 +321,7 @@ var knownKeys = []string{
 	AnnotationVaultAddr, AnnotationVaultNamespace, AnnotationTokenAudience, AnnotationVolumeSize, AnnotationRevoke,
 	AnnotationMountPath, PrefixSecret + "<name>", PrefixTemplate + "<name>", PrefixFile + "<name>",
 	PrefixPerms + "<name>", PrefixCommand + "<name>",
+	PrefixSignal + "<name>", PrefixReloadURL + "<name>", PrefixFormat + "<name>",
 }
 
 // finishSecrets turns the collected per-name annotations into secrets,
@@ -341,7 +350,8 @@ func (p *parser) secret(name string, parts *secretParts) (agent.Secret, bool) {
 		for _, k := range []struct {
 			prefix string
 			v      *string
-		}{{PrefixFile, parts.file}, {PrefixPerms, parts.perms}, {PrefixCommand, parts.command}} {
+		}{{PrefixFile, parts.file}, {PrefixPerms, parts.perms}, {PrefixCommand, parts.command},
+			{PrefixSignal, parts.signal}, {PrefixReloadURL, parts.reloadURL}, {PrefixFormat, parts.format}} {
 			if k.v != nil {
 				fail(k.prefix+name, *k.v, fmt.Sprintf("has no %s%s or %s%s to go with it", PrefixSecret, name, PrefixTemplate, name))
 			}
@@ -387,6 +397,7 @@ func (p *parser) secret(name string, parts *secretParts) (agent.Secret, bool) {
 		}
 		s.Command = cmd
 	}
+	ok = p.secretActions(name, parts, &s) && ok
 	return s, ok
 }
 

@@ -178,6 +178,9 @@ func newPlan(pod *corev1.Pod, spec *Spec, o Options) (*plan, error) {
 	}
 	base := agentConfig(pod, spec, o)
 	sc := securityContext(pod, spec, o)
+	if errs := checkSignals(pod, spec, *sc.RunAsUser); len(errs) > 0 {
+		return nil, &InvalidError{Errs: errs}
+	}
 	res := resources(spec, o)
 	switch p.mode {
 	case ModeNative:
@@ -228,6 +231,7 @@ func (p *plan) apply(pod *corev1.Pod) {
 	pod.Spec.Volumes = append(pod.Spec.Volumes, p.volumes...)
 	pod.Spec.InitContainers = append(p.initFirst, pod.Spec.InitContainers...)
 	pod.Spec.Containers = append(pod.Spec.Containers, p.sidecars...)
+	shareProcesses(pod, p.spec)
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}

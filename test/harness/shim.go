@@ -79,6 +79,7 @@ type PodRun struct {
 	tmpfs      []string          // tmpfs mounts to undo, in mount order
 	images     map[string]string // image -> executable copy under root
 	healthAddr string
+	pidns      *podPIDNamespace // with shareProcessNamespace (shim_pidns.go)
 	// metricsAddr replaces an agent's metricsAddr (the pod IP's port) for
 	// the same reason as healthAddr.
 	metricsAddr string
@@ -168,6 +169,9 @@ func (r *PodRun) start(ctx context.Context, k *Kube) error {
 	if err := r.setUpVolumes(ctx, k); err != nil {
 		return err
 	}
+	if err := r.startPIDNamespace(); err != nil {
+		return err
+	}
 	if err := r.runInitContainers(ctx); err != nil {
 		return err
 	}
@@ -227,6 +231,7 @@ func (r *PodRun) Stop() error {
 	for i := len(sidecars) - 1; i >= 0; i-- {
 		errs = append(errs, terminate(sidecars[i:i+1], deadline)...)
 	}
+	r.stopPIDNamespace()
 	for i := len(r.tmpfs) - 1; i >= 0; i-- {
 		if err := syscall.Unmount(r.tmpfs[i], 0); err != nil {
 			errs = append(errs, fmt.Errorf("unmounting %s: %w", r.tmpfs[i], err))
@@ -684,11 +689,10 @@ func (r *PodRun) runProbe(ctx context.Context, c *corev1.Container, probe *corev
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	done, err := r.startProcess(cmd)
+	if err != nil {
 		return "", err
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
 	case err = <-done:
 	case <-ctx.Done():
@@ -753,11 +757,12 @@ func (r *PodRun) startContainer(c *corev1.Container) (*Proc, error) {
 		w = io.MultiWriter(&p.out, tee)
 	}
 	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
+	waited, err := r.startProcess(cmd)
+	if err != nil {
 		return nil, &ContainerError{Pod: r.podName(), Container: c.Name, Reason: fmt.Sprintf("starting: %v", err), ExitCode: -1}
 	}
 	go func() {
-		p.err = cmd.Wait()
+		p.err = <-waited
 		if tee != nil {
 			tee.flush()
 		}
@@ -771,12 +776,14 @@ func (r *PodRun) startContainer(c *corev1.Container) (*Proc, error) {
 // mountScript runs in the container's new mount namespace, as root, before
 // it becomes the container's user. Its arguments:
 //
-//	mkdir mount rootfs-ro workdir {hostdir mountPath ro|rw}... -- command...
+//	mkdir mount rootfs-ro workdir procfs {hostdir mountPath ro|rw}... -- command...
+//
+// procfs "new" mounts a /proc for the pod's shared PID namespace.
 //
 // Paths travel as arguments, never inside the script text.
 const mountScript = `set -eu
-mkdir=$1 mount=$2 rootro=$3 workdir=$4
-shift 4
+mkdir=$1 mount=$2 rootro=$3 workdir=$4 procfs=$5
+shift 5
 while [ "$1" != -- ]; do
 	"$mkdir" -p "$2"
 	"$mount" --bind "$1" "$2"
@@ -784,6 +791,7 @@ while [ "$1" != -- ]; do
 	shift 3
 done
 shift
+if [ "$procfs" = new ]; then "$mount" -t proc -o nosuid,nodev,noexec proc /proc; fi
 if [ "$rootro" = ro ]; then "$mount" -o remount,bind,ro /; fi
 cd "$workdir"
 exec "$@"
@@ -817,7 +825,7 @@ func (r *PodRun) command(c *corev1.Container, argv []string) (*exec.Cmd, error) 
 		return nil, err
 	}
 	args := []string{"--mount", "--propagation", "private", "--", r.tools.sh, "-c", mountScript, "shim",
-		r.tools.mkdir, r.tools.mount, rootRO, workdir}
+		r.tools.mkdir, r.tools.mount, rootRO, workdir, r.procfsMode()}
 	args = append(args, mounts...)
 	args = append(args, "--", r.tools.setpriv)
 	args = append(args, user...)
