@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -75,6 +76,36 @@ func (m *member) start() error {
 	return nil
 }
 
+// starters is how many agents are started in parallel: starting one waits
+// until its process has executed, which on a loaded machine takes long.
+const starters = 8
+
+// startAll starts every member, starters at a time, as kubelets on many
+// nodes would.
+func startAll(fleet []*member) error {
+	jobs := make(chan *member)
+	errs := make(chan error, len(fleet))
+	var wg sync.WaitGroup
+	for range starters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range jobs {
+				if err := m.start(); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for _, m := range fleet {
+		jobs <- m
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
 func (m *member) exited() bool {
 	select {
 	case <-m.done:
@@ -137,10 +168,10 @@ func waitRendered(ctx context.Context, fleet []*member, secrets int, timeout tim
 }
 
 // stopAll sends every agent SIGTERM, then kills those still running after
-// a grace period, and reaps them all.
+// a grace period, and reaps them all. A second call finds them reaped.
 func stopAll(fleet []*member) {
 	for _, m := range fleet {
-		if m.done != nil {
+		if m.done != nil && !m.exited() {
 			_ = m.cmd.Process.Signal(syscall.SIGTERM)
 		}
 	}

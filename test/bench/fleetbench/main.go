@@ -50,7 +50,7 @@ func (o *options) bind(fs *flag.FlagSet) *string {
 	fs.DurationVar(&o.tokenTTL, "token-ttl", time.Hour, "TTL of the Vault tokens the agents log in for")
 	fs.DurationVar(&o.settle, "settle", 5*time.Second, "wait after the last render before the idle window opens")
 	fs.DurationVar(&o.idle, "idle", time.Minute, "idle window for Vault CPU and request rate")
-	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up when a fleet has not rendered within this")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up when a fleet has not rendered within this")
 	fs.StringVar(&o.out, "out", "", "write the report as the \"fleet\" section of this Markdown file as well as to stdout")
 	fs.StringVar(&o.plot, "plot", "", "write a PNG plot of time to all rendered and Vault CPU against fleet size here")
 	fs.StringVar(&o.agentSrc, "agent-src", "", "build cmd/agent from this checkout instead of this repository (to compare versions)")

@@ -35,6 +35,8 @@ type result struct {
 	idlePeakRPS int // most requests in any 1 s window
 	idleClasses map[class]int
 	memory      procstat.Memory
+	// After the fleet stopped: the same logins without the agents.
+	burst burst
 }
 
 // usage is CPU spent over a phase, in seconds, and Vault's busiest second.
@@ -65,6 +67,8 @@ func run(ctx context.Context, o options) error {
 	if err := checkLimits(o); err != nil {
 		return err
 	}
+	var loads [2]string
+	loads[0], _ = procstat.LoadAverage()
 	e, err := setup(ctx, o)
 	if err != nil {
 		return err
@@ -83,7 +87,8 @@ func run(ctx context.Context, o options) error {
 			n, r.all.Round(time.Millisecond), r.start.vault, r.idleReqs, r.idlePeakRPS)
 		rows = append(rows, r)
 	}
-	text := render(o, rows)
+	loads[1], _ = procstat.LoadAverage()
+	text := render(o, rows, loads)
 	fmt.Print(text)
 	if o.plot != "" {
 		if err := plotFleet(o.plot, rows); err != nil {
@@ -155,11 +160,9 @@ func (e *env) fleet(ctx context.Context, o options, n int) (result, error) {
 	}
 	smp := e.startSampler()
 	s0 := e.sample()
-	for _, m := range fleet {
-		if err := m.start(); err != nil {
-			smp.close()
-			return r, err
-		}
+	if err := startAll(fleet); err != nil {
+		smp.close()
+		return r, err
 	}
 	r.spawn = time.Since(s0.at)
 	err = waitRendered(ctx, fleet, o.secrets, o.timeout)
@@ -188,7 +191,9 @@ func (e *env) fleet(ctx context.Context, o options, n int) (result, error) {
 	case <-time.After(o.idle):
 	}
 	i1, cpu1 := e.sample(), fleetCPU(fleet)
-	samples := smp.close()
+	// The phase boundaries are samples too, so a short phase has a peak.
+	samples := append(smp.close(), s0, s1, i0, i1)
+	sort.Slice(samples, func(i, j int) bool { return samples[i].at.Before(samples[j].at) })
 	r.start = usageBetween(s0, s1, startFleetCPU, samples)
 	r.idle = usageBetween(i0, i1, cpu1-cpu0, samples)
 	idle := p.between(i0.at, i1.at)
@@ -197,7 +202,9 @@ func (e *env) fleet(ctx context.Context, o options, n int) (result, error) {
 	if r.memory, err = fleetMemory(fleet); err != nil {
 		return r, err
 	}
-	return r, nil
+	stopAll(fleet)
+	r.burst, err = e.loginBurst(ctx, dirs)
+	return r, err
 }
 
 func renderPercentiles(fleet []*member) (p50, p95 time.Duration) {

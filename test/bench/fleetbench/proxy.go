@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -64,6 +66,8 @@ func startProxy(target string) (*proxy, string, error) {
 	// The default keeps 2 idle connections per host: hundreds of agents
 	// would make it dial Vault anew for nearly every request.
 	rp.Transport = &http.Transport{MaxIdleConns: 4 * maxFleet, MaxIdleConnsPerHost: 4 * maxFleet, IdleConnTimeout: 5 * time.Minute}
+	// Agents stopped mid-request at the end of a fleet are expected.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", err

@@ -30,13 +30,15 @@ func command(o options) string {
 	return cmd
 }
 
-func render(o options, rows []result) string {
+// render writes the report; loads are the machine's load averages when the
+// run began and ended.
+func render(o options, rows []result, loads [2]string) string {
 	var b strings.Builder
 	memTotal, _ := procstat.MemInfoKiB("MemTotal")
 	fmt.Fprintf(&b, "## Fleet: many agents against one Vault (issue #6)\n\n")
 	fmt.Fprintf(&b, "Command: `%s`  \n", command(o))
-	fmt.Fprintf(&b, "Machine: %d cores, %.1f GiB memory, Go %s, %s; shared with other work, so compare rows within this run.  \n",
-		runtime.NumCPU(), float64(memTotal)/(1<<20), runtime.Version(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(&b, "Machine: %d cores, %.1f GiB memory, Go %s, %s; shared with other work (load average %s at the start, %s at the end), so latencies are those of a loaded machine and CPU seconds per operation are the figures that carry over.  \n",
+		runtime.NumCPU(), float64(memTotal)/(1<<20), runtime.Version(), time.Now().UTC().Format("2006-01-02"), loads[0], loads[1])
 	fmt.Fprintf(&b, "Setup: one Vault %s dev server, one kube-apiserver %s with etcd %s, all on this machine. "+
 		"Each agent is a real `cmd/agent` process with its own pod object and its own TokenRequest token bound to that pod "+
 		"(so every login costs Vault one TokenReview), reading %d KV secret(s) re-read every %s, Vault tokens of %s. "+
@@ -46,6 +48,7 @@ func render(o options, rows []result) string {
 	startTable(&b, rows)
 	cpuTable(&b, rows)
 	idleTable(&b, o, rows)
+	burstTable(&b, rows)
 	bend(&b, rows)
 	if o.plot != "" {
 		fmt.Fprintf(&b, "\n![time to all rendered and Vault CPU against fleet size](%s)\n", strings.TrimPrefix(o.plot, "docs/"))
@@ -55,7 +58,7 @@ func render(o options, rows []result) string {
 
 func startTable(b *strings.Builder, rows []result) {
 	fmt.Fprintf(b, "### Start\n\n")
-	fmt.Fprintf(b, "| agents | all started | all rendered | per agent | per agent p50 / p95 | Vault requests | failed | peak req/s | login p50 / p95 at Vault | TokenReviews (mean latency at the API server) |\n")
+	fmt.Fprintf(b, "| agents | all started | all rendered | all rendered / agents | each agent's render p50 / p95 | Vault requests | failed | peak req/s | login p50 / p95 at Vault | TokenReviews (mean latency at the API server) |\n")
 	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Fprintf(b, "| %d | %s | %s | %s | %s / %s | %s | %d | %d | %s / %s | %d (%s) |\n", r.size,
@@ -67,13 +70,13 @@ func startTable(b *strings.Builder, rows []result) {
 
 func cpuTable(b *strings.Builder, rows []result) {
 	fmt.Fprintf(b, "\nCPU while the fleet starts (core-seconds from the first start to the last render; /proc/<pid>/stat):\n\n")
-	fmt.Fprintf(b, "| agents | machine busy | Vault (mean / peak 1 s) | Vault per login | kube-apiserver | etcd | agents | benchmark + proxy | other work on the machine |\n")
+	fmt.Fprintf(b, "| agents | machine busy | Vault (mean / peak 1 s) | Vault per login | kube-apiserver | etcd | agents (per agent) | benchmark + proxy | other work on the machine |\n")
 	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		u := r.start
-		fmt.Fprintf(b, "| %d | %.0f %% of %d cores | %.2f s (%.2f / %.2f cores) | %.1f ms | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s |\n", r.size,
+		fmt.Fprintf(b, "| %d | %.0f %% of %d cores | %.2f s (%.2f / %.2f cores) | %.1f ms | %.2f s | %.2f s | %.2f s (%.0f ms) | %.2f s | %.2f s |\n", r.size,
 			pct(u.machineBusy, u.machineTotal), runtime.NumCPU(), u.vault, u.cores(u.vault), u.vaultPeak,
-			1000*u.vault/float64(max(r.startReqs[classLogin], 1)), u.api, u.etcd, u.fleet, u.own, u.others())
+			1000*u.vault/float64(max(r.startReqs[classLogin], 1)), u.api, u.etcd, u.fleet, 1000*u.fleet/float64(r.size), u.own, u.others())
 	}
 }
 
@@ -91,9 +94,21 @@ func idleTable(b *strings.Builder, o options, rows []result) {
 	fmt.Fprintf(b, "\nRSS counts the agent binary's shared pages once per process; RssAnon is what each agent has to itself.\n")
 }
 
-// bend names the fleet size where the cost per agent grows most and, for
-// the largest fleet, who spent the machine's CPU and how much of a login
-// was the API server's TokenReview.
+func burstTable(b *strings.Builder, rows []result) {
+	fmt.Fprintf(b, "\n### The same logins without the agents\n\n")
+	fmt.Fprintf(b, "After each fleet stopped, this process logged in once with every agent's token, %d logins in flight, straight to Vault: what a login costs Vault and the API server when no agent is starting up beside them.\n\n", burstWorkers)
+	fmt.Fprintf(b, "| tokens | took | logins/s | login p50 / p95 | Vault CPU per login | kube-apiserver CPU per login | etcd CPU per login | TokenReview mean at the API server |\n")
+	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		u := r.burst
+		fmt.Fprintf(b, "| %d | %s | %.0f | %s / %s | %.1f ms | %.1f ms | %.1f ms | %s |\n", u.logins, ms(u.took), u.perSecond(),
+			ms(u.p50), ms(u.p95), u.perLogin(u.vault), u.perLogin(u.api), u.perLogin(u.etcd), ms(u.reviews.mean()))
+	}
+}
+
+// bend names the fleet size where the time per agent grows most and says,
+// from measurements, who spent the CPU while each fleet started, whether
+// Vault ran out of CPU, and what a login costs Vault and the API server.
 func bend(b *strings.Builder, rows []result) {
 	if len(rows) == 0 {
 		return
@@ -107,19 +122,23 @@ func bend(b *strings.Builder, rows []result) {
 		}
 	}
 	if worst > 0 {
-		fmt.Fprintf(b, "Time to all rendered per agent grows most from %d to %d agents: %s to %s (x%.1f). ",
+		fmt.Fprintf(b, "- Time to all rendered per agent grows most from %d to %d agents: %s to %s (x%.1f).\n",
 			rows[worst-1].size, rows[worst].size, ms(rows[worst-1].all/time.Duration(rows[worst-1].size)),
 			ms(rows[worst].all/time.Duration(rows[worst].size)), factor)
 	}
 	for _, r := range rows {
 		u := r.start
-		fmt.Fprintf(b, "At %d agents the machine was %.0f %% busy during the start; of the CPU spent: agents %.0f %%, Vault %.0f %%, kube-apiserver %.0f %%, etcd %.0f %%, benchmark %.0f %%, other work %.0f %%; "+
-			"a login took %s (p50) at Vault, of which the TokenReview %s (mean) at the API server. ",
-			r.size, pct(u.machineBusy, u.machineTotal), pct(u.fleet, u.machineBusy), pct(u.vault, u.machineBusy),
+		fmt.Fprintf(b, "- %d agents: the machine was %.0f %% busy while they started; of that CPU the agents used %.0f %%, Vault %.0f %% (busiest second %.2f of %d cores), kube-apiserver %.0f %%, etcd %.0f %%, this benchmark %.0f %%, other work %.0f %%. "+
+			"A login took %s (p50) at Vault, the TokenReview behind it %s (mean) at the API server.\n",
+			r.size, pct(u.machineBusy, u.machineTotal), pct(u.fleet, u.machineBusy), pct(u.vault, u.machineBusy), u.vaultPeak, runtime.NumCPU(),
 			pct(u.api, u.machineBusy), pct(u.etcd, u.machineBusy), pct(u.own, u.machineBusy), pct(u.others(), u.machineBusy),
 			ms(r.loginP50), ms(r.reviews.mean()))
 	}
-	fmt.Fprintln(b)
+	last := rows[len(rows)-1].burst
+	if vault := last.perLogin(last.vault); vault > 0 {
+		fmt.Fprintf(b, "- Logins alone (%d tokens): %.1f ms of Vault CPU and %.1f ms of API server CPU each, so one core of Vault serves about %.0f logins/s and one core of API server about %.0f TokenReviews/s; %.0f logins/s were reached here with %d in flight.\n",
+			last.logins, vault, last.perLogin(last.api), 1000/vault, 1000/max(last.perLogin(last.api), 0.001), last.perSecond(), burstWorkers)
+	}
 }
 
 func perAgent(r result) float64 { return r.all.Seconds() / float64(r.size) }

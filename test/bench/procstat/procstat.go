@@ -186,3 +186,17 @@ func MemInfoKiB(field string) (int64, error) {
 	}
 	return 0, fmt.Errorf("%w: /proc/meminfo without %s", ErrFormat, field)
 }
+
+// LoadAverage is the 1, 5 and 15 minute load averages from /proc/loadavg,
+// as written there ("0.52 0.58 0.59").
+func LoadAverage() (string, error) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "", err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "", fmt.Errorf("%w: /proc/loadavg %q", ErrFormat, b)
+	}
+	return strings.Join(f[:3], " "), nil
+}

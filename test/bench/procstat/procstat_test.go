@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -83,6 +84,9 @@ func TestLiveProcesses(t *testing.T) {
 	total, err2 := MemInfoKiB("MemTotal")
 	if err1 != nil || err2 != nil || avail <= 0 || avail > total {
 		t.Errorf("MemInfoKiB: available %d (%v) of total %d (%v)", avail, err1, total, err2)
+	}
+	if l, err := LoadAverage(); err != nil || len(strings.Fields(l)) != 3 {
+		t.Errorf("LoadAverage = %q, %v; want three numbers", l, err)
 	}
 	if _, err := MemInfoKiB("NoSuchField"); !errors.Is(err, ErrFormat) {
 		t.Errorf("MemInfoKiB(NoSuchField): %v, want ErrFormat", err)
