@@ -193,6 +193,9 @@ func migrateDocument(body []byte, where string) ([]byte, []string, error) {
 	var out bytes.Buffer
 	enc := yaml.NewEncoder(&out)
 	enc.SetIndent(2)
+	if compactSequences(body) {
+		enc.CompactSeqIndent()
+	}
 	if err := enc.Encode(&root); err != nil {
 		return nil, warnings, fmt.Errorf("%w: %s: %w", ErrMigrate, where, err)
 	}
@@ -284,3 +287,21 @@ func stringNode(v string) *yaml.Node {
 	}
 	return n
 }
+
+// compactSequences reports whether a document writes sequence items at
+// their key's indentation ("containers:\n- name: x"), kubectl's style, so
+// that the rewritten document keeps it.
+func compactSequences(body []byte) bool {
+	lines := strings.Split(string(body), "\n")
+	for i := 1; i < len(lines); i++ {
+		prev, cur := lines[i-1], lines[i]
+		key := strings.TrimSpace(prev)
+		if strings.HasSuffix(key, ":") && !strings.HasPrefix(key, "#") &&
+			strings.HasPrefix(strings.TrimSpace(cur), "- ") && indent(prev) == indent(cur) {
+			return true
+		}
+	}
+	return false
+}
+
+func indent(line string) int { return len(line) - len(strings.TrimLeft(line, " ")) }

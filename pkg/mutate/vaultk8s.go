@@ -386,39 +386,53 @@ func (p *vaultParser) behaviour(key, value string) bool {
 	return true
 }
 
+// vaultSlots are the per-secret prefixes and where each value goes.
+var vaultSlots = []slot[vaultSecret]{
+	{VaultPrefixTemplateFile, func(s *vaultSecret) **string { return &s.templateFile }},
+	{VaultPrefixSecret, func(s *vaultSecret) **string { return &s.parts.path }},
+	{VaultPrefixTemplate, func(s *vaultSecret) **string { return &s.parts.template }},
+	{VaultPrefixFile, func(s *vaultSecret) **string { return &s.parts.file }},
+	{VaultPrefixPerms, func(s *vaultSecret) **string { return &s.parts.perms }},
+	{VaultPrefixCommand, func(s *vaultSecret) **string { return &s.parts.command }},
+	{VaultPrefixMissingKey, func(s *vaultSecret) **string { return &s.missingKey }},
+	{VaultPrefixPreserveCase, func(s *vaultSecret) **string { return &s.preserveCase }},
+	{VaultPrefixVolumePath, func(s *vaultSecret) **string { return &s.volumePath }},
+}
+
 func (p *vaultParser) secretAnnotation(key, value string) {
-	for _, f := range []struct {
-		prefix string
-		slot   func(*vaultSecret) **string
-	}{
-		{VaultPrefixTemplateFile, func(s *vaultSecret) **string { return &s.templateFile }},
-		{VaultPrefixSecret, func(s *vaultSecret) **string { return &s.parts.path }},
-		{VaultPrefixTemplate, func(s *vaultSecret) **string { return &s.parts.template }},
-		{VaultPrefixFile, func(s *vaultSecret) **string { return &s.parts.file }},
-		{VaultPrefixPerms, func(s *vaultSecret) **string { return &s.parts.perms }},
-		{VaultPrefixCommand, func(s *vaultSecret) **string { return &s.parts.command }},
-		{VaultPrefixMissingKey, func(s *vaultSecret) **string { return &s.missingKey }},
-		{VaultPrefixPreserveCase, func(s *vaultSecret) **string { return &s.preserveCase }},
-		{VaultPrefixVolumePath, func(s *vaultSecret) **string { return &s.volumePath }},
-	} {
-		raw, ok := strings.CutPrefix(key, f.prefix)
+	if !perSecret(p.parser, key, value, p.secrets, vaultSlots) {
+		p.errs = append(p.errs, field.NotSupported(keyPath(key), key, vaultKnownKeys()))
+	}
+}
+
+// slot is a per-secret annotation prefix and the field of T it fills.
+type slot[T any] struct {
+	prefix string
+	field  func(*T) **string
+}
+
+// perSecret stores value in the slot whose prefix key has, for the secret
+// named by the rest of the key. It reports false when no prefix matches.
+func perSecret[T any](p *parser, key, value string, secrets map[string]*T, slots []slot[T]) bool {
+	for _, sl := range slots {
+		name, ok := strings.CutPrefix(key, sl.prefix)
 		if !ok {
 			continue
 		}
-		if raw == "" {
-			p.invalid(key, value, "needs a secret name after the prefix, e.g. "+f.prefix+"db")
-			return
+		if name == "" {
+			p.invalid(key, value, "needs a secret name after the prefix, e.g. "+sl.prefix+"db")
+			return true
 		}
-		s := p.secrets[raw]
+		s := secrets[name]
 		if s == nil {
-			s = &vaultSecret{}
-			p.secrets[raw] = s
+			s = new(T)
+			secrets[name] = s
 		}
 		v := value
-		*f.slot(s) = &v
-		return
+		*sl.field(s) = &v
+		return true
 	}
-	p.errs = append(p.errs, field.NotSupported(keyPath(key), key, vaultKnownKeys()))
+	return false
 }
 
 // vaultKnownKeys lists every accepted key for the "unknown key" error.

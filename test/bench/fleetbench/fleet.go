@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,35 +83,27 @@ const starters = 8
 // startAll starts every member, starters at a time, as kubelets on many
 // nodes would.
 func startAll(fleet []*member) error {
-	return each(len(fleet), starters, func(i int) error { return fleet[i].start() })
-}
-
-// each runs f for 0..n-1, workers at a time; the first error stops the
-// workers and is returned.
-func each(n, workers int, f func(int) error) error {
-	var (
-		wg    sync.WaitGroup
-		next  atomic.Int64
-		mu    sync.Mutex
-		first error
-	)
-	for range workers {
+	jobs := make(chan *member)
+	errs := make(chan error, len(fleet))
+	var wg sync.WaitGroup
+	for range starters {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				if err := f(i); err != nil {
-					mu.Lock()
-					first = cmp.Or(first, err)
-					mu.Unlock()
-					next.Store(int64(n)) // no more work
-					return
+			for m := range jobs {
+				if err := m.start(); err != nil {
+					errs <- err
 				}
 			}
 		}()
 	}
+	for _, m := range fleet {
+		jobs <- m
+	}
+	close(jobs)
 	wg.Wait()
-	return first
+	close(errs)
+	return <-errs
 }
 
 func (m *member) exited() bool {

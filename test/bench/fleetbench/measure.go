@@ -34,7 +34,6 @@ type result struct {
 	idleReqs    int
 	idlePeakRPS int // most requests in any 1 s window
 	idleClasses map[class]int
-	idleSeconds []int // requests in each second of the window
 	memory      procstat.Memory
 	// After the fleet stopped: the same logins without the agents.
 	burst burst
@@ -68,9 +67,6 @@ func run(ctx context.Context, o options) error {
 	if err := checkLimits(o); err != nil {
 		return err
 	}
-	if err := checkMemory(maxInt(o.sizes)); err != nil {
-		return err
-	}
 	var loads [2]string
 	loads[0], _ = procstat.LoadAverage()
 	e, err := setup(ctx, o)
@@ -80,6 +76,9 @@ func run(ctx context.Context, o options) error {
 	defer e.close()
 	var rows []result
 	for _, n := range o.sizes {
+		if err := checkMemory(n); err != nil {
+			return err
+		}
 		r, err := e.fleet(ctx, o, n)
 		if err != nil {
 			return fmt.Errorf("fleet of %d: %w", n, err)
@@ -116,18 +115,17 @@ func checkLimits(o options) error {
 	return nil
 }
 
-// agentMemKiB is a generous estimate of what one agent takes from the
-// machine (about 4 MiB of its own memory, page tables, kernel stacks), to
-// refuse up front a fleet this shared machine cannot hold.
-const agentMemKiB = 16 << 10
+// agentMemKiB is a generous estimate of one agent's private memory, to
+// refuse a fleet this shared machine cannot hold.
+const agentMemKiB = 24 << 10
 
 func checkMemory(n int) error {
 	avail, err := procstat.MemInfoKiB("MemAvailable")
 	if err != nil {
 		return err
 	}
-	if need := int64(n) * agentMemKiB; avail < need {
-		return fmt.Errorf("%w: -sizes: a fleet of %d needs about %d MiB; only %d MiB are available", errOption, n, need>>10, avail>>10)
+	if need := int64(n) * agentMemKiB; avail < 2*need {
+		return fmt.Errorf("a fleet of %d needs about %d MiB; only %d MiB available (twice that is required)", n, need>>10, avail>>10)
 	}
 	return nil
 }
@@ -200,7 +198,6 @@ func (e *env) fleet(ctx context.Context, o options, n int) (result, error) {
 	r.idle = usageBetween(i0, i1, cpu1-cpu0, samples)
 	idle := p.between(i0.at, i1.at)
 	r.idleReqs, r.idlePeakRPS = len(idle), peakPerSecond(idle)
-	r.idleSeconds = perSecond(idle, i0.at, i1.at)
 	r.idleClasses, _, _, _, _ = requestStats(idle)
 	if r.memory, err = fleetMemory(fleet); err != nil {
 		return r, err
@@ -250,17 +247,6 @@ func peakPerSecond(reqs []request) int {
 		peak = max(peak, i-j+1)
 	}
 	return peak
-}
-
-// perSecond counts the requests in each whole second from from to to.
-func perSecond(reqs []request, from, to time.Time) []int {
-	out := make([]int, int(to.Sub(from)/time.Second))
-	for _, r := range reqs {
-		if i := int(r.at.Sub(from) / time.Second); i >= 0 && i < len(out) {
-			out[i]++
-		}
-	}
-	return out
 }
 
 // percentile is the nearest-rank percentile; 0 for no values.

@@ -12,8 +12,12 @@ import (
 
 // command is the exact command line that reproduces the run.
 func command(o options) string {
+	s := make([]string, len(o.sizes))
+	for i, n := range o.sizes {
+		s[i] = fmt.Sprint(n)
+	}
 	cmd := fmt.Sprintf("go run ./test/bench/fleetbench -sizes %s -secrets %d -render-interval %s -token-ttl %s -settle %s -idle %s -timeout %s",
-		joinInts(o.sizes, ","), o.secrets, o.interval, o.tokenTTL, o.settle, o.idle, o.timeout)
+		strings.Join(s, ","), o.secrets, o.interval, o.tokenTTL, o.settle, o.idle, o.timeout)
 	if o.out != "" {
 		cmd += " -out " + o.out
 	}
@@ -87,10 +91,7 @@ func idleTable(b *strings.Builder, o options, rows []result) {
 			100*u.cores(u.vault), mean, r.idlePeakRPS, safeDiv(float64(r.idlePeakRPS), mean), kinds(r.idleClasses),
 			100*u.cores(u.fleet), mib(r.memory.RSS), mib(r.memory.Anon), float64(r.memory.Anon)/1024/float64(r.size))
 	}
-	fmt.Fprintf(b, "\nRSS counts the agent binary's shared pages once per process; RssAnon is what each agent has to itself. Vault requests in each second of the idle window:\n\n")
-	for _, r := range rows {
-		fmt.Fprintf(b, "- %d agents: %s\n", r.size, joinInts(r.idleSeconds, " "))
-	}
+	fmt.Fprintf(b, "\nRSS counts the agent binary's shared pages once per process; RssAnon is what each agent has to itself.\n")
 }
 
 func burstTable(b *strings.Builder, rows []result) {
@@ -138,14 +139,6 @@ func bend(b *strings.Builder, rows []result) {
 		fmt.Fprintf(b, "- Logins alone (%d tokens): %.1f ms of Vault CPU and %.1f ms of API server CPU each, so one core of Vault serves about %.0f logins/s and one core of API server about %.0f TokenReviews/s; %.0f logins/s were reached here with %d in flight.\n",
 			last.logins, vault, last.perLogin(last.api), 1000/vault, 1000/max(last.perLogin(last.api), 0.001), last.perSecond(), burstWorkers)
 	}
-}
-
-func joinInts(ns []int, sep string) string {
-	s := make([]string, len(ns))
-	for i, n := range ns {
-		s[i] = fmt.Sprint(n)
-	}
-	return strings.Join(s, sep)
 }
 
 func perAgent(r result) float64 { return r.all.Seconds() / float64(r.size) }
