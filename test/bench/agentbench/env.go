@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -39,9 +41,14 @@ const (
 )
 
 type env struct {
-	kube      *harness.Kube
-	vault     *harness.Vault
-	dir       string
+	kube  *harness.Kube
+	vault *harness.Vault
+	dir   string
+	// outRoot holds the rendered files: a tmpfs, as the pod's emptyDir
+	// with medium Memory is, so that both agents' writes cost what they
+	// cost in a pod (an fsync on tmpfs does no I/O).
+	outRoot   string
+	outTmpfs  bool
 	agentBin  string
 	vaultBin  string
 	tokenFile string
@@ -53,7 +60,12 @@ func setup(ctx context.Context) (*env, error) {
 	if e.dir, err = os.MkdirTemp("", "agentbench-"); err != nil {
 		return nil, err
 	}
+	if e.outRoot, e.outTmpfs, err = secretsRoot(e.dir); err != nil {
+		e.close()
+		return nil, err
+	}
 	if e.vaultBin, err = toolchain.Vault.Ensure(ctx, repoRoot(), os.Stderr); err != nil {
+		e.close()
 		return nil, err
 	}
 	e.agentBin = filepath.Join(e.dir, "blinkchamber-agent")
@@ -126,6 +138,24 @@ func (e *env) close() {
 		_ = e.kube.Stop()
 	}
 	_ = os.RemoveAll(e.dir)
+	if e.outRoot != "" {
+		_ = os.RemoveAll(e.outRoot)
+	}
+}
+
+// tmpfsMagic is TMPFS_MAGIC from statfs(2).
+const tmpfsMagic = 0x01021994
+
+// secretsRoot makes the directory the agents render into: on /dev/shm when
+// that is a tmpfs, else under fallback (and the report says so).
+func secretsRoot(fallback string) (string, bool, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/dev/shm", &st); err == nil && st.Type == tmpfsMagic {
+		dir, err := os.MkdirTemp("/dev/shm", "agentbench-")
+		return dir, err == nil, err
+	}
+	dir := filepath.Join(fallback, "out")
+	return dir, false, os.MkdirAll(dir, 0o755)
 }
 
 func (e *env) sizes() map[string]int64 {
@@ -152,7 +182,8 @@ func benchPaths(n int) []string {
 type proc struct {
 	cmd      *exec.Cmd
 	started  time.Time
-	dir      string
+	dir      string // the rendered files
+	logPath  string
 	requests *atomic.Int64
 	proxy    *http.Server
 	exited   chan struct{} // closed when the process has ended
@@ -161,11 +192,14 @@ type proc struct {
 // start runs one agent rendering paths[i] to file secretName(i), talking to
 // Vault through its own counting proxy.
 func (e *env) start(ctx context.Context, kind agentKind, paths []string, interval time.Duration, tag string) (*proc, error) {
-	dir := filepath.Join(e.dir, strings.ReplaceAll(string(kind), " ", "-")+"-"+tag)
-	if err := os.MkdirAll(filepath.Join(dir, "out"), 0o755); err != nil {
-		return nil, err
+	name := strings.ReplaceAll(string(kind), " ", "-") + "-" + tag
+	dir, out := filepath.Join(e.dir, name), filepath.Join(e.outRoot, name)
+	for _, d := range []string{dir, out} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
 	}
-	p := &proc{dir: filepath.Join(dir, "out"), requests: &atomic.Int64{}, exited: make(chan struct{})}
+	p := &proc{dir: out, logPath: filepath.Join(dir, "log"), requests: &atomic.Int64{}, exited: make(chan struct{})}
 	addr, err := p.startProxy(e.vault.Addr())
 	if err != nil {
 		return nil, err
@@ -179,7 +213,7 @@ func (e *env) start(ctx context.Context, kind agentKind, paths []string, interva
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "log"))
+	logf, err := os.Create(p.logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -246,6 +280,8 @@ func (p *proc) startProxy(target string) (string, error) {
 		return "", err
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
+	// Requests cut short when an agent is stopped are expected, not news.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -276,7 +312,7 @@ func (p *proc) waitFiles(ctx context.Context, n int) (time.Duration, error) {
 }
 
 func (p *proc) log() []byte {
-	log, _ := os.ReadFile(filepath.Join(filepath.Dir(p.dir), "log"))
+	log, _ := os.ReadFile(p.logPath)
 	return log
 }
 

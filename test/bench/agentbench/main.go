@@ -112,6 +112,7 @@ type results struct {
 	idle      map[key][]idleRun
 	rotations []rotation
 	sizes     map[string]int64 // binary sizes
+	outTmpfs  bool             // files rendered to a tmpfs
 }
 
 func run(ctx context.Context, o options) error {
@@ -122,7 +123,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer env.close()
-	res.machine.vault = env.vaultVersion(ctx)
+	res.machine.vault, res.outTmpfs = env.vaultVersion(ctx), env.outTmpfs
 	if err := env.writeSecrets(ctx, slices.Max(o.sizes)); err != nil {
 		return err
 	}

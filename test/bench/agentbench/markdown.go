@@ -34,9 +34,9 @@ func markdown(o options, res results, figs []figure) string {
 	fmt.Fprintf(&b, "Machine: %d cores (%s), %.1f GiB memory, Go %s, run on %s; load average %s at the start, %s at the end.\n\n",
 		m.cores, m.cpu, float64(m.memKiB)/(1<<20), runtime.Version(), m.date.Format("2006-01-02 15:04 MST"), m.loadStart, m.loadEnd)
 	fmt.Fprintf(&b, "Both agents log in to the same Vault %s dev server with the same kubernetes auth role and the same TokenRequest token, "+
-		"render the same KV v2 templates (one file per secret) at the same static render interval, and each talks to Vault through its own counting proxy. "+
+		"render the same KV v2 templates (one file per secret) at the same static render interval into %s, and each talks to Vault through its own counting proxy. "+
 		"Other work shared this machine during the run, so absolute figures are noisy; each comparison is a ratio of figures measured in the same phase of the same run "+
-		"(starts alternate between the agents, idle processes run side by side, both agents watch the same KV writes).\n\n", m.vault)
+		"(starts alternate between the agents, idle processes run side by side, both agents watch the same KV writes).\n\n", m.vault, filesystem(res))
 	writeTargets(&b, o, res)
 	writeMemory(&b, o, res)
 	writeFirstRender(&b, o, res)
@@ -57,6 +57,13 @@ func markdown(o options, res results, figs []figure) string {
 		}
 	}
 	return b.String()
+}
+
+func filesystem(res results) string {
+	if res.outTmpfs {
+		return "a tmpfs (/dev/shm), as the pod's emptyDir with medium Memory is"
+	}
+	return "a directory on disk (no tmpfs at /dev/shm here; a pod's emptyDir with medium Memory is one)"
 }
 
 func targets(o options, res results) []verdict {

@@ -28,7 +28,8 @@ func fixture() (options, results) {
 			{time.Second, map[agentKind][]time.Duration{ours: ms(500, 1300), vaultAgent: ms(400, 900)}},
 			{5 * time.Second, map[agentKind][]time.Duration{ours: ms(2000, 5150), vaultAgent: ms(2000, 4700)}},
 		},
-		sizes: map[string]int64{"agent": 17_700_000, "vault": 361_000_000},
+		sizes:    map[string]int64{"agent": 17_700_000, "vault": 361_000_000},
+		outTmpfs: true,
 	}
 	return o, res
 }
@@ -72,6 +73,7 @@ func TestMarkdown(t *testing.T) {
 		"| 10 | blinkchamber-agent | 12.0 | 7200 | 0.20 | 0.91 |", // 1 CPU s and 600 requests x 12 per hour; ratios
 		"| 1s | blinkchamber-agent | 500 ms | 1300 ms | <= 1.2s |",
 		"![Rotation latency](benchmarks/agent-rotation.png)",
+		"into a tmpfs (/dev/shm)",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
