@@ -201,8 +201,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// policyFor is an app's read-only policy: its own KV path and its own
-// database credentials, nothing else.
+// policyFor is an app's read-only policy: its own KV path, its own
+// database credentials and the system endpoints its config names, nothing
+// else.
 func policyFor(spec *Spec, app App) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Managed by blinkchamber bootstrap: read-only access for %s/%s.\n", app.Namespace, app.Name)
@@ -212,6 +213,9 @@ func policyFor(spec *Spec, app App) string {
 		for _, r := range app.Database.Roles {
 			fmt.Fprintf(&b, "path \"database/creds/%s\" {\n  capabilities = [\"read\"]\n}\n", r.Name)
 		}
+	}
+	for _, p := range app.ReadPaths {
+		fmt.Fprintf(&b, "path \"%s\" {\n  capabilities = [\"read\"]\n}\n", p)
 	}
 	return b.String()
 }

@@ -88,6 +88,8 @@ type App struct {
 	Role           string
 	Secrets        []Secret
 	Database       *Database
+	// ReadPaths are Vault system paths the app's policy may also read.
+	ReadPaths []string
 }
 
 // Secret is one KV v2 secret of an app.

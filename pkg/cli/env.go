@@ -210,6 +210,9 @@ func buildApp(cfg *config.Config, a config.App) (bootstrap.App, error) {
 	v := cfg.Vault
 	app := bootstrap.App{Name: a.Name, Namespace: a.Namespace, ServiceAccount: a.ServiceAccount,
 		Policy: a.PolicyName(), Role: a.RoleName()}
+	for _, v := range a.VaultAccess {
+		app.ReadPaths = append(app.ReadPaths, v.Path())
+	}
 	for _, s := range a.Secrets {
 		sec := bootstrap.Secret{Name: s.Name, Path: a.KVPath(v.KVMount, s.Name), Literal: s.Data,
 			Imported: map[string]string{}, Generate: map[string]func() (string, error){}}

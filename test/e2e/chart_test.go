@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -38,6 +40,10 @@ import (
 const chartNamespace = "blinkchamber"
 
 var environments = []string{"development", "staging", "production"}
+
+// renderCases are the environments, and development with every optional
+// component on, so that templates off by default are checked too.
+var renderCases = append(slices.Clone(environments), "development+all")
 
 func chartDir(t *testing.T) string {
 	t.Helper()
@@ -61,10 +67,23 @@ func envValues(t *testing.T, env string) map[string]any {
 // render renders the chart for one environment and returns its objects.
 func render(t *testing.T, ch *chart.Chart, env string) []*unstructured.Unstructured {
 	t.Helper()
-	user := envValues(t, env)
+	base, all := strings.CutSuffix(env, "+all")
+	user := envValues(t, base)
+	apps, _ := user["apps"].(map[string]any)
+	if apps == nil {
+		apps = map[string]any{}
+	}
 	// An apps namespace of its own: other tests install and delete the
 	// default one, and no namespace controller here finishes a deletion.
-	user["apps"] = map[string]any{"namespace": "chart-apps"}
+	apps["namespace"] = "chart-apps"
+	if all {
+		user["vault"] = map[string]any{"storage": map[string]any{"type": "raft"}}
+		apps["mailu"] = map[string]any{"enabled": true}
+		apps["vaultBackup"] = map[string]any{"enabled": true}
+		apps["ingress"] = map[string]any{"enabled": true, "certManager": map[string]any{"enabled": true},
+			"hosts": map[string]any{"minioConsole": "console.example.com", "mailu": "mail.example.com"}}
+	}
+	user["apps"] = apps
 	vals, err := chartutil.ToRenderValues(ch, user,
 		chartutil.ReleaseOptions{Name: "bc", Namespace: chartNamespace, IsInstall: true}, chartutil.DefaultCapabilities)
 	if err != nil {
@@ -138,7 +157,7 @@ func TestChartRendersObjectsTheAPIServerAccepts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, env := range environments {
+	for _, env := range renderCases {
 		t.Run(env, func(t *testing.T) {
 			objs := render(t, ch, env)
 			if len(objs) < 10 {
@@ -172,6 +191,8 @@ func podSpecs(t *testing.T, objs []*unstructured.Unstructured) map[string]*corev
 		switch o.GetKind() {
 		case "Deployment", "StatefulSet", "Job", "DaemonSet":
 			path = []string{"spec", "template"}
+		case "CronJob":
+			path = []string{"spec", "jobTemplate", "spec", "template"}
 		case "Pod":
 			path = nil
 		default:
@@ -202,7 +223,7 @@ func podSpecs(t *testing.T, objs []*unstructured.Unstructured) map[string]*corev
 // validation.
 func TestChartPolicies(t *testing.T) {
 	ch := loadChart(t)
-	for _, env := range environments {
+	for _, env := range renderCases {
 		t.Run(env, func(t *testing.T) {
 			objs := render(t, ch, env)
 			injectedNS := map[string]bool{}
@@ -256,6 +277,9 @@ func checkPod(t *testing.T, owner string, pod *corev1.Pod) {
 		}
 		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 			t.Errorf("%s allows privilege escalation", where)
+		}
+		for _, line := range secretArguments(slices.Concat(c.Command, c.Args)) {
+			t.Errorf("%s puts a file of %s into a command's arguments: %q", where, mutate.SecretsPath, line)
 		}
 		_, tag, ok := strings.Cut(c.Image[strings.LastIndex(c.Image, "/")+1:], ":")
 		if !ok || tag == "" || tag == "latest" {
@@ -363,7 +387,7 @@ func uninstallRelease(t *testing.T, kubeconfig, ns, release string) {
 // bootstrap Job is one the bootstrap accepts, in every environment.
 func TestChartBootstrapConfigIsValid(t *testing.T) {
 	ch := loadChart(t)
-	for _, env := range environments {
+	for _, env := range renderCases {
 		t.Run(env, func(t *testing.T) {
 			found := false
 			for _, o := range render(t, ch, env) {
@@ -376,12 +400,105 @@ func TestChartBootstrapConfigIsValid(t *testing.T) {
 				if err != nil {
 					t.Fatalf("the bootstrap would refuse its config: %v\n%s", err, data)
 				}
-				if string(cfg.Environment) != env {
-					t.Errorf("environment %s, want %s", cfg.Environment, env)
+				if base, _, _ := strings.Cut(env, "+"); string(cfg.Environment) != base {
+					t.Errorf("environment %s, want %s", cfg.Environment, base)
 				}
+				checkVaultAccess(t, cfg)
 			}
 			if !found {
 				t.Fatal("no bootstrap config rendered")
+			}
+		})
+	}
+}
+
+// checkVaultAccess: only the components that need a Vault system endpoint
+// get one, and the backup role can read snapshots and nothing else.
+func checkVaultAccess(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	want := map[string][]config.VaultAccess{
+		"prometheus":   {config.VaultAccessMetrics},
+		"vault-backup": {config.VaultAccessRaftSnapshot},
+	}
+	for _, a := range cfg.Apps {
+		if !slices.Equal(a.VaultAccess, want[a.Name]) {
+			t.Errorf("app %s has vaultAccess %v, want %v", a.Name, a.VaultAccess, want[a.Name])
+		}
+	}
+}
+
+// secretsVolumeRead matches a shell command substitution that reads a file
+// of the secrets volume.
+var secretsVolumeRead = regexp.MustCompile(`\$\(\s*(cat|<)[^)]*` + regexp.QuoteMeta(mutate.SecretsPath))
+
+// secretArguments returns the shell lines that read a file of the secrets
+// volume into a command's arguments, which every process on the node can
+// list. Reading one into a variable (VAR="$(cat ...)") is fine: it stays
+// in the environment.
+func secretArguments(argv []string) []string {
+	var bad []string
+	for _, arg := range argv {
+		for _, line := range strings.Split(arg, "\n") {
+			line = strings.TrimSpace(line)
+			loc := secretsVolumeRead.FindStringIndex(line)
+			if loc != nil && !assignment.MatchString(line[:loc[0]]) {
+				bad = append(bad, line)
+			}
+		}
+	}
+	return bad
+}
+
+// assignment is what may precede a secret read: NAME=" or export NAME=".
+var assignment = regexp.MustCompile(`^(export\s+)?[A-Za-z_][A-Za-z0-9_]*="?$`)
+
+func TestSecretArguments(t *testing.T) {
+	cases := []struct {
+		line string
+		bad  bool
+	}{
+		{`VAULT_TOKEN="$(cat /blinkchamber/secrets/vault-token)"`, false},
+		{`export PW="$(cat /blinkchamber/secrets/pw)"`, false},
+		{`flask mailu admin admin example.com "$(cat /blinkchamber/secrets/admin-password)"`, true},
+		{`psql -c "ALTER ROLE x PASSWORD '$(< /blinkchamber/secrets/pw)'"`, true},
+		{`cat /blinkchamber/secrets/pw | app --password-stdin`, false},
+	}
+	for _, tc := range cases {
+		got := secretArguments([]string{"set -e\n" + tc.line})
+		if (len(got) > 0) != tc.bad {
+			t.Errorf("%q: flagged %v, want %v", tc.line, got, tc.bad)
+		}
+	}
+}
+
+// TestChartScrapesAgents: the injector is told to open the agents' metrics
+// port, Prometheus has a job for that port, and the apps namespace's
+// NetworkPolicies let Prometheus (and only it) reach it.
+func TestChartScrapesAgents(t *testing.T) {
+	ch := loadChart(t)
+	for _, env := range environments {
+		t.Run(env, func(t *testing.T) {
+			var flag, job, policy bool
+			for _, o := range render(t, ch, env) {
+				switch {
+				case o.GetKind() == "Deployment" && o.GetName() == "bc-injector":
+					args, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+					flag = strings.Contains(fmt.Sprint(args), "--agent-metrics-port=9102")
+				case o.GetKind() == "ConfigMap" && o.GetName() == "prometheus-config":
+					cfg, _, _ := unstructured.NestedString(o.Object, "data", "prometheus.yml")
+					job = strings.Contains(cfg, "job_name: blinkchamber-agents") && strings.Contains(cfg, "regex: "+mutate.MetricsPortName)
+				case o.GetKind() == "NetworkPolicy" && o.GetName() == "allow-agent-metrics":
+					np := &networkingv1.NetworkPolicy{}
+					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, np); err != nil {
+						t.Fatal(err)
+					}
+					in := np.Spec.Ingress
+					policy = len(in) == 1 && len(in[0].Ports) == 1 && in[0].Ports[0].Port.IntValue() == 9102 &&
+						len(in[0].From) == 1 && in[0].From[0].PodSelector.MatchLabels["app.kubernetes.io/name"] == "prometheus"
+				}
+			}
+			if !flag || !job || !policy {
+				t.Errorf("injector flag %v, Prometheus job %v, NetworkPolicy to port 9102 from Prometheus only %v", flag, job, policy)
 			}
 		})
 	}

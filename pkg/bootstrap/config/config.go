@@ -206,6 +206,35 @@ type App struct {
 	ServiceAccount string    `json:"serviceAccount"`
 	Secrets        []Secret  `json:"secrets,omitempty"`
 	Postgres       *Postgres `json:"postgres,omitempty"`
+	// VaultAccess grants read on named Vault system endpoints beyond the
+	// app's own secrets; a closed list, so a config cannot widen a policy
+	// to arbitrary paths.
+	VaultAccess []VaultAccess `json:"vaultAccess,omitempty"`
+}
+
+// VaultAccess is a Vault system endpoint an app may read.
+type VaultAccess string
+
+const (
+	// VaultAccessMetrics is sys/metrics, for a Prometheus that scrapes Vault
+	// with its own token.
+	VaultAccessMetrics VaultAccess = "metrics"
+	// VaultAccessRaftSnapshot is sys/storage/raft/snapshot, for backups.
+	VaultAccessRaftSnapshot VaultAccess = "raft-snapshot"
+)
+
+// VaultAccessValues are the supported VaultAccess values.
+var VaultAccessValues = []VaultAccess{VaultAccessMetrics, VaultAccessRaftSnapshot}
+
+// Path is the Vault API path read is granted on; "" for an unknown value.
+func (v VaultAccess) Path() string {
+	switch v {
+	case VaultAccessMetrics:
+		return "sys/metrics"
+	case VaultAccessRaftSnapshot:
+		return "sys/storage/raft/snapshot"
+	}
+	return ""
 }
 
 // KVPath is the path of one of the app's secrets inside the KV v2 mount,

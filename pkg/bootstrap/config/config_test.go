@@ -146,6 +146,7 @@ func TestParseValid(t *testing.T) {
 			"c": map[string]any{"charset": "base64url"}, "d": map[string]any{"charset": "ascii-printable", "length": 256},
 			"e": map[string]any{"length": 8}})}},
 		{"creation statements", []edit{set("apps.0.postgres.roles.0.creationStatements", `CREATE ROLE "{{name}}" LOGIN PASSWORD '{{password}}';`)}},
+		{"vault access", []edit{set("apps.0.vaultAccess", []any{"metrics", "raft-snapshot"})}},
 		{"no apps", []edit{set("apps", del)}},
 		{"empty document parts left to defaults", []edit{set("vault.kubernetesAuth", nil)}},
 	}
@@ -173,6 +174,7 @@ func TestParseInvalid(t *testing.T) {
 		{"unknown top-level key", []edit{set("vualt", map[string]any{})}, "vualt", "unknown key; known keys are apps, environment, vault"},
 		{"unknown nested key", []edit{set("vault.seal.shamir.treshold", 3)}, "vault.seal.shamir.treshold", "unknown key"},
 		{"unknown key in a list item", []edit{set("apps.0.secret", 1)}, "apps[0].secret", "unknown key"},
+		{"vault access outside the list", []edit{set("apps.0.vaultAccess", []any{"metrics", "sys/raw"})}, "apps[0].vaultAccess[1]", `Unsupported value: "sys/raw": supported values: "metrics", "raft-snapshot"`},
 		{"unknown key in a generator", []edit{set("apps.0.secrets.0.generate.password.size", 3)}, "apps[0].secrets[0].generate[password].size", "unknown key"},
 		{"address missing", []edit{set("vault.address", del)}, "vault.address", "Required"},
 		{"address with a path", []edit{set("vault.address", "http://127.0.0.1:8200/v1")}, "vault.address", "path"},

@@ -272,6 +272,15 @@ func (a *App) validate(p *field.Path, i int, apps []App, st *appsState, auth Kub
 	if a.Postgres != nil {
 		errs = append(errs, a.Postgres.validate(p.Child("postgres"), st.dbRoles)...)
 	}
+	for j, v := range a.VaultAccess {
+		if v.Path() == "" {
+			supported := make([]string, len(VaultAccessValues))
+			for k, s := range VaultAccessValues {
+				supported[k] = string(s)
+			}
+			errs = append(errs, field.NotSupported(p.Child("vaultAccess").Index(j), v, supported))
+		}
+	}
 	return errs
 }
 

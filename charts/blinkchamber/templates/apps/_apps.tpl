@@ -125,6 +125,7 @@ development:
   prometheus: {requests: {cpu: 50m, memory: 192Mi}, limits: {cpu: 500m, memory: 512Mi}}
   zitadel: {requests: {cpu: 50m, memory: 192Mi}, limits: {cpu: 500m, memory: 512Mi}}
   mailu: {requests: {cpu: 25m, memory: 128Mi}, limits: {cpu: 250m, memory: 384Mi}}
+  vaultBackup: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: 200m, memory: 128Mi}}
 staging:
   postgresql: {requests: {cpu: 250m, memory: 512Mi}, limits: {cpu: "1", memory: 1Gi}}
   minio: {requests: {cpu: 250m, memory: 512Mi}, limits: {cpu: "1", memory: 1Gi}}
@@ -132,6 +133,7 @@ staging:
   prometheus: {requests: {cpu: 250m, memory: 1Gi}, limits: {cpu: "1", memory: 2Gi}}
   zitadel: {requests: {cpu: 250m, memory: 512Mi}, limits: {cpu: "1", memory: 1Gi}}
   mailu: {requests: {cpu: 100m, memory: 256Mi}, limits: {cpu: 500m, memory: 512Mi}}
+  vaultBackup: {requests: {cpu: 50m, memory: 64Mi}, limits: {cpu: 500m, memory: 256Mi}}
 production:
   postgresql: {requests: {cpu: "1", memory: 2Gi}, limits: {cpu: "2", memory: 4Gi}}
   minio: {requests: {cpu: 500m, memory: 1Gi}, limits: {cpu: "2", memory: 4Gi}}
@@ -139,6 +141,7 @@ production:
   prometheus: {requests: {cpu: 500m, memory: 2Gi}, limits: {cpu: "2", memory: 4Gi}}
   zitadel: {requests: {cpu: 500m, memory: 512Mi}, limits: {cpu: "2", memory: 2Gi}}
   mailu: {requests: {cpu: 250m, memory: 512Mi}, limits: {cpu: "1", memory: 1Gi}}
+  vaultBackup: {requests: {cpu: 100m, memory: 128Mi}, limits: {cpu: "1", memory: 512Mi}}
 {{- end -}}
 
 {{/*
@@ -289,7 +292,13 @@ The core chart's "blinkchamber.bootstrap.apps" can be:
 {{- end -}}
 {{- if include "blinkchamber.apps.enabled" (list . "prometheus") -}}
 {{- /* Prometheus reads no KV secret; its role lets the agent log in (the agent's own token is rendered for the Vault scrape). */ -}}
-{{- $apps = append $apps (dict "name" "prometheus" "namespace" $ns "serviceAccount" "prometheus") -}}
+{{- $vaultScrape := ((.Values.apps.prometheus.scrape | default dict).vault | default dict) -}}
+{{- $access := ternary (list "metrics") (list) (ne (toString $vaultScrape.agentToken) "false") -}}
+{{- $apps = append $apps (dict "name" "prometheus" "namespace" $ns "serviceAccount" "prometheus" "vaultAccess" $access) -}}
+{{- end -}}
+{{- if include "blinkchamber.apps.enabled" (list . "vaultBackup") -}}
+{{- /* The backup CronJob reads nothing but raft snapshots. */ -}}
+{{- $apps = append $apps (dict "name" "vault-backup" "namespace" $ns "serviceAccount" "vault-backup" "vaultAccess" (list "raft-snapshot")) -}}
 {{- end -}}
 {{- if include "blinkchamber.apps.enabled" (list . "zitadel") -}}
 {{- $z := .Values.apps.zitadel -}}
