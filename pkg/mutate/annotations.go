@@ -279,38 +279,22 @@ func (p *parser) id(key, value string) *int64 {
 	return &v
 }
 
+// secretSlots are the per-secret prefixes and where each value goes.
+var secretSlots = []slot[secretParts]{
+	{PrefixSecret, func(s *secretParts) **string { return &s.path }},
+	{PrefixTemplate, func(s *secretParts) **string { return &s.template }},
+	{PrefixFile, func(s *secretParts) **string { return &s.file }},
+	{PrefixPerms, func(s *secretParts) **string { return &s.perms }},
+	{PrefixCommand, func(s *secretParts) **string { return &s.command }},
+	{PrefixSignal, func(s *secretParts) **string { return &s.signal }},
+	{PrefixReloadURL, func(s *secretParts) **string { return &s.reloadURL }},
+	{PrefixFormat, func(s *secretParts) **string { return &s.format }},
+}
+
 func (p *parser) secretAnnotation(key, value string) {
-	for _, f := range []struct {
-		prefix string
-		slot   func(*secretParts) **string
-	}{
-		{PrefixSecret, func(s *secretParts) **string { return &s.path }},
-		{PrefixTemplate, func(s *secretParts) **string { return &s.template }},
-		{PrefixFile, func(s *secretParts) **string { return &s.file }},
-		{PrefixPerms, func(s *secretParts) **string { return &s.perms }},
-		{PrefixCommand, func(s *secretParts) **string { return &s.command }},
-		{PrefixSignal, func(s *secretParts) **string { return &s.signal }},
-		{PrefixReloadURL, func(s *secretParts) **string { return &s.reloadURL }},
-		{PrefixFormat, func(s *secretParts) **string { return &s.format }},
-	} {
-		name, ok := strings.CutPrefix(key, f.prefix)
-		if !ok {
-			continue
-		}
-		if name == "" {
-			p.invalid(key, value, "needs a secret name after the prefix, e.g. "+f.prefix+"db")
-			return
-		}
-		parts := p.secrets[name]
-		if parts == nil {
-			parts = &secretParts{}
-			p.secrets[name] = parts
-		}
-		v := value
-		*f.slot(parts) = &v
-		return
+	if !perSecret(p, key, value, p.secrets, secretSlots) {
+		p.errs = append(p.errs, field.NotSupported(keyPath(key), key, knownKeys))
 	}
-	p.errs = append(p.errs, field.NotSupported(keyPath(key), key, knownKeys))
 }
 
 // knownKeys lists the accepted annotation keys for the "unknown key" error.
