@@ -19,7 +19,30 @@ type machine struct {
 	cpu                string
 	loadStart, loadEnd string
 	vault              string
+	agentSource        string
 	date               time.Time
+}
+
+// agentSource names the commit the agent was built from, and says so when
+// the agent's packages had changes not committed yet.
+func agentSource(ctx context.Context) string {
+	git := func(args ...string) string {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = repoRoot()
+		out, err := cmd.Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(out))
+	}
+	head := git("rev-parse", "--short", "HEAD")
+	if head == "" {
+		return "an unknown commit"
+	}
+	if git("status", "--porcelain", "--", "cmd/agent", "pkg/agent", "pkg/template", "pkg/fsync") != "" {
+		return "commit " + head + " with uncommitted changes to the agent's packages"
+	}
+	return "commit " + head
 }
 
 func readMachine() machine {

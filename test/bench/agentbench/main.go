@@ -109,6 +109,7 @@ func main() {
 type results struct {
 	machine   machine
 	firsts    map[key][]time.Duration
+	phases    map[int][]phases // blinkchamber-agent's first renders split by its log
 	idle      map[key][]idleRun
 	rotations []rotation
 	sizes     map[string]int64 // binary sizes
@@ -118,6 +119,8 @@ type results struct {
 func run(ctx context.Context, o options) error {
 	crlog.SetLogger(logr.Discard())
 	res := results{machine: readMachine()}
+	// Read before the build, which is what it describes.
+	res.machine.agentSource = agentSource(ctx)
 	env, err := setup(ctx)
 	if err != nil {
 		return err
@@ -127,7 +130,7 @@ func run(ctx context.Context, o options) error {
 	if err := env.writeSecrets(ctx, slices.Max(o.sizes)); err != nil {
 		return err
 	}
-	if res.firsts, err = env.firstRenders(ctx, o); err != nil {
+	if res.firsts, res.phases, err = env.firstRenders(ctx, o); err != nil {
 		return err
 	}
 	if res.idle, err = env.idle(ctx, o); err != nil {
