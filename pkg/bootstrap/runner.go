@@ -11,6 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -115,6 +118,7 @@ func (NoProgress) Step(Result) {}
 // ones. In a dry run a blocked check makes the rest of its phase pending.
 func Run(ctx context.Context, steps []Step, dryRun bool, p Progress) (*Report, error) {
 	rep := &Report{DryRun: dryRun}
+	crashAfter, _ := strconv.Atoi(os.Getenv(CrashEnv))
 	for _, s := range steps {
 		start := time.Now()
 		r := Result{Phase: s.Phase, Step: s.Name}
@@ -124,6 +128,9 @@ func Run(ctx context.Context, steps []Step, dryRun bool, p Progress) (*Report, e
 		switch r.Status {
 		case StatusChanged:
 			rep.Changed++
+			if rep.Changed == crashAfter {
+				crash()
+			}
 		case StatusPlanned, StatusPending:
 			rep.Planned++
 		case StatusFailed:
@@ -135,6 +142,18 @@ func Run(ctx context.Context, steps []Step, dryRun bool, p Progress) (*Report, e
 		}
 	}
 	return rep, nil
+}
+
+// CrashEnv is a test hook: set to n, a run kills its own process with
+// SIGKILL right after its n-th change is applied, before the change is
+// reported or the next step starts, as a node failure or an OOM kill would.
+// test/e2e runs bootstrap with n=1 until it converges, which interrupts it
+// after every step in turn. Nothing else sets it.
+const CrashEnv = "BLINKCHAMBER_TEST_CRASH_AFTER_CHANGES"
+
+func crash() {
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {} // SIGKILL is delivered before this returns in practice; never go on
 }
 
 func runStep(ctx context.Context, s Step, dryRun bool, r *Result) error {

@@ -73,7 +73,7 @@ func Run(ctx context.Context, cfg *Config, rc *rest.Config, log logr.Logger) err
 }
 
 func managerOptions(cfg *Config, store *certs.Store, log logr.Logger) ctrl.Options {
-	tlsOpts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}
+	tlsOpts := []func(*tls.Config){hardenTLS}
 	if cfg.SelfManagedTLS() {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = store.GetCertificate })
 	}
@@ -91,6 +91,21 @@ func managerOptions(cfg *Config, store *certs.Store, log logr.Logger) ctrl.Optio
 			Host: cfg.Host, Port: cfg.Port, CertDir: cfg.CertDir, TLSOpts: tlsOpts,
 		}),
 	}
+}
+
+// modernCiphers are the TLS 1.2 suites with forward secrecy and AEAD; Go's
+// defaults also offer ECDHE with CBC and SHA-1. TLS 1.3 suites are all
+// modern and not configurable.
+var modernCiphers = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// hardenTLS makes the webhook server refuse TLS 1.0 and 1.1 and weak suites.
+func hardenTLS(c *tls.Config) {
+	c.MinVersion = tls.VersionTLS12
+	c.CipherSuites = modernCiphers
 }
 
 func addChecks(mgr ctrl.Manager, cfg *Config, store *certs.Store) error {

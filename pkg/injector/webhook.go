@@ -33,8 +33,13 @@ const (
 var podGVK = corev1.SchemeGroupVersion.WithKind("Pod")
 
 // NewWebhook builds the admission webhook for pods: the typed defaulter
-// wrapped by instrumentation (metrics, a per-request logger, kind checks).
-func NewWebhook(opts mutate.Options, m *Metrics, log logr.Logger) *admission.Webhook {
+// wrapped by instrumentation (metrics, a per-request logger, kind checks),
+// behind a guard that refuses reviews of an unknown apiVersion or kind.
+func NewWebhook(opts mutate.Options, m *Metrics, log logr.Logger) http.Handler {
+	return &reviewGuard{next: newAdmissionWebhook(opts, m, log), metrics: m, log: log}
+}
+
+func newAdmissionWebhook(opts mutate.Options, m *Metrics, log logr.Logger) *admission.Webhook {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme) // a fixed, known-good scheme cannot fail
 	inner := admission.WithDefaulter[*corev1.Pod](scheme, &defaulter{opts: opts})
@@ -121,11 +126,20 @@ func (h *instrumented) Handle(ctx context.Context, req admission.Request) admiss
 }
 
 func (h *instrumented) handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.UID == "" {
+		// Every review an API server sends has a uid, which the answer
+		// must echo; without one (no request at all) there is nothing to
+		// answer to.
+		return admission.Errored(http.StatusBadRequest, errors.New("request.uid is empty: the AdmissionReview carries no request"))
+	}
 	switch req.Operation {
 	case admissionv1.Create, admissionv1.Update:
-	default:
-		// DELETE and CONNECT carry no pod to mutate.
+	case admissionv1.Delete, admissionv1.Connect:
+		// They carry no pod to mutate.
 		return admission.Allowed("nothing to mutate for " + string(req.Operation))
+	default:
+		return admission.Errored(http.StatusBadRequest,
+			fmt.Errorf("request.operation %q is not an admission operation (CREATE, UPDATE, DELETE, CONNECT)", req.Operation))
 	}
 	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
 	if gvk != podGVK {

@@ -1,0 +1,132 @@
+package injector
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/blinkchamber/blinkchamber/pkg/mutate"
+)
+
+// testHandler is the webhook as Run serves it, except that a panic is not
+// turned into a 500 answer: tests and the fuzzer must see it.
+func testHandler(t testing.TB) http.Handler {
+	t.Helper()
+	o := mutate.DefaultOptions()
+	o.AgentImage = "ghcr.io/blinkchamber/agent:v0.1.0"
+	o.VaultAddr = "https://vault.vault.svc:8200"
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh := newAdmissionWebhook(o, m, logr.Discard())
+	wh.RecoverPanic = ptr.To(false)
+	return &reviewGuard{next: wh, metrics: m, log: logr.Discard()}
+}
+
+// post sends body as the API server would and decodes the answer, which
+// must always be an HTTP 200 carrying an AdmissionReview response.
+func post(t testing.TB, h http.Handler, body []byte) (admissionv1.AdmissionReview, string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var out admissionv1.AdmissionReview
+	if rec.Code != http.StatusOK {
+		t.Fatalf("HTTP %d: %s", rec.Code, rec.Body)
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
+		t.Fatalf("answer is not an AdmissionReview response (%v): %s", err, rec.Body)
+	}
+	return out, rec.Body.String()
+}
+
+const annotatedPod = `{"metadata":{"name":"p","annotations":{"blinkchamber.io/inject":"true","blinkchamber.io/secret-db":"secret/data/a/b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}`
+
+func review(apiVersion, kind, request string) string {
+	return `{"apiVersion":"` + apiVersion + `","kind":"` + kind + `","request":` + request + `}`
+}
+
+func request(op, object string) string {
+	return `{"uid":"u1","kind":{"version":"v1","kind":"Pod"},"resource":{"version":"v1","resource":"pods"},"operation":"` + op + `","namespace":"a","object":` + object + `}`
+}
+
+// TestReviewEnvelopes: every review gets a clear answer. Versions other
+// than v1 and v1beta1, other kinds, reviews without a request and unknown
+// operations are refused with 400 and a message naming the field.
+func TestReviewEnvelopes(t *testing.T) {
+	v1, v1beta1 := "admission.k8s.io/v1", "admission.k8s.io/v1beta1"
+	cases := []struct {
+		name    string
+		body    string
+		allowed bool
+		patch   bool
+		echo    string // apiVersion of the answer
+		message string // part of the refusal's message
+	}{
+		{"v1 CREATE", review(v1, "AdmissionReview", request("CREATE", annotatedPod)), true, true, v1, ""},
+		{"v1beta1 CREATE is answered in v1beta1", review(v1beta1, "AdmissionReview", request("CREATE", annotatedPod)), true, true, v1beta1, ""},
+		{"v1 DELETE", review(v1, "AdmissionReview", request("DELETE", "null")), true, false, v1, ""},
+		{"v1 CONNECT", review(v1, "AdmissionReview", request("CONNECT", "null")), true, false, v1, ""},
+		{"unknown version", review("admission.k8s.io/v2", "AdmissionReview", request("CREATE", annotatedPod)), false, false, v1, `apiVersion "admission.k8s.io/v2"`},
+		{"no version", `{"kind":"AdmissionReview","request":` + request("CREATE", annotatedPod) + `}`, false, false, v1, `apiVersion ""`},
+		{"other kind", review(v1, "AdmissionRequest", request("CREATE", annotatedPod)), false, false, v1, `kind "AdmissionRequest"`},
+		{"JSON null", `null`, false, false, v1, `apiVersion ""`},
+		{"no request", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, false, false, v1, "request.uid is empty"},
+		{"unknown operation", review(v1, "AdmissionReview", request("PATCH", annotatedPod)), false, false, v1, `request.operation "PATCH"`},
+		{"malformed JSON", `{"apiVersion":`, false, false, "", "unexpected end of JSON input"},
+		{"request of the wrong type", review(v1, "AdmissionReview", `[1,2]`), false, false, "", "cannot unmarshal array"},
+	}
+	h := testHandler(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, raw := post(t, h, []byte(tc.body))
+			r := out.Response
+			if r.Allowed != tc.allowed || (len(r.Patch) > 0) != tc.patch {
+				t.Fatalf("allowed=%v patch=%d bytes, want allowed=%v patch=%v: %s", r.Allowed, len(r.Patch), tc.allowed, tc.patch, raw)
+			}
+			if tc.echo != "" && out.APIVersion != tc.echo {
+				t.Errorf("answered as %q, want %q", out.APIVersion, tc.echo)
+			}
+			if tc.allowed {
+				return
+			}
+			if r.Result == nil || r.Result.Code != http.StatusBadRequest || !strings.Contains(r.Result.Message, tc.message) {
+				t.Errorf("refusal = %+v, want 400 with %q", r.Result, tc.message)
+			}
+		})
+	}
+}
+
+// FuzzAdmissionReview feeds arbitrary bytes to the webhook as the body of
+// an admission call: never a panic, always an AdmissionReview answer, and
+// every refusal carries a code and a message. Seeds: testdata/fuzz.
+func FuzzAdmissionReview(f *testing.F) {
+	f.Add([]byte(review("admission.k8s.io/v1", "AdmissionReview", request("CREATE", annotatedPod))))
+	f.Add([]byte(review("admission.k8s.io/v1beta1", "AdmissionReview", request("UPDATE", annotatedPod))))
+	f.Add([]byte(review("admission.k8s.io/v1", "AdmissionReview", request("DELETE", "null"))))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1"`))
+	h := testHandler(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, raw := post(t, h, body)
+		r := out.Response
+		if !r.Allowed && (r.Result == nil || r.Result.Code < 400 || r.Result.Message == "") {
+			t.Fatalf("a refusal without a code and message: %s", raw)
+		}
+		if len(r.Patch) > 0 {
+			var ops []map[string]any
+			if err := json.Unmarshal(r.Patch, &ops); err != nil || len(ops) == 0 {
+				t.Fatalf("patch is not a JSON patch (%v): %s", err, r.Patch)
+			}
+		}
+	})
+}
