@@ -51,6 +51,7 @@ fuzz:
 	$(FUZZ) ./pkg/template -fuzz '^FuzzValidate$$'
 	$(FUZZ) ./pkg/agent -fuzz '^FuzzDecode$$'
 	$(FUZZ) ./pkg/bootstrap/config -fuzz '^FuzzParse$$'
+	$(FUZZ) ./pkg/injector -fuzz '^FuzzAdmissionReview$$'
 
 ## demo: the whole job end to end on loopback, then tear down
 demo: tools
@@ -62,10 +63,12 @@ bench: tools
 	$(GO) run ./test/bench/agentbench -out docs/benchmarks.md -plots docs/benchmarks -sizes 1,10,50 -starts 20 -replicas 3 -idle 5m0s -render-interval 5s -rotation-intervals 1s,5s -rotations 50
 	mkdir -p docs/benchmarks && $(GO) run ./test/bench/fleetbench -out docs/benchmarks.md -plot docs/benchmarks/fleet.png
 
-## soak: 200 agents for 10 minutes, 30 s token TTLs, rotating secrets; not run by CI
+## soak: 200 agents for 10 minutes, 30 s token TTLs, rotating secrets; then the
+## webhook under 64 concurrent clients for 60 s; not run by CI
 SOAK_FLAGS ?= -agents 200 -duration 10m
 soak: tools
 	$(GO) run ./test/soak $(SOAK_FLAGS)
+	$(GO) run ./test/webhooksoak -concurrency 64 -duration 60s
 
 ## lint: formatting and vet
 lint:
