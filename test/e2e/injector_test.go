@@ -94,12 +94,19 @@ func startInjector(t *testing.T, ctx context.Context, vaultAddr, mwcName string,
 // MutatingWebhookConfiguration; both go away when the test ends.
 func startInjectorWith(t *testing.T, ctx context.Context, cfg *injector.Config, mwcName string, selector *metav1.LabelSelector) *harness.Injector {
 	t.Helper()
+	return startInjectorLogging(t, ctx, cfg, mwcName, selector, testr.New(t))
+}
+
+// startInjectorLogging is startInjectorWith with the injector's logger
+// chosen by the caller (a leak scan reads what it wrote).
+func startInjectorLogging(t *testing.T, ctx context.Context, cfg *injector.Config, mwcName string, selector *metav1.LabelSelector, log logr.Logger) *harness.Injector {
+	t.Helper()
 	cfg.CertDir = t.TempDir()
 	caPEM, err := harness.ServingCertDir(cfg.CertDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	inj, err := kube.StartInjector(cfg, testr.New(t))
+	inj, err := kube.StartInjector(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,19 +325,24 @@ func mountOf(c corev1.Container, volume string) (corev1.VolumeMount, bool) {
 }
 
 // rawRequests sends what no API server would: malformed JSON, a wrong kind,
-// an oversized body, DELETE and CONNECT. Each gets a clear answer, no panic.
+// an oversized body, DELETE and CONNECT, an old (v1beta1) and an unknown
+// AdmissionReview version, an unknown operation, a review without a request.
+// Each gets a clear answer, no panic.
 func rawRequests(t *testing.T, inj *harness.Injector) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(inj.CAPEM)
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	podRaw, _ := json.Marshal(appPod("raw", map[string]string{mutate.AnnotationInject: "true", mutate.PrefixSecret + "db": "secret/data/a/b"}))
-	review := func(op admissionv1.Operation, kind metav1.GroupVersionKind, raw []byte) []byte {
+	reviewVersion := func(apiVersion string, op admissionv1.Operation, kind metav1.GroupVersionKind, raw []byte) []byte {
 		b, _ := json.Marshal(admissionv1.AdmissionReview{
-			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+			TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: "AdmissionReview"},
 			Request: &admissionv1.AdmissionRequest{UID: types.UID("raw-1"), Kind: kind, Operation: op, Namespace: "shop",
 				Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Object: runtime.RawExtension{Raw: raw}},
 		})
 		return b
+	}
+	review := func(op admissionv1.Operation, kind metav1.GroupVersionKind, raw []byte) []byte {
+		return reviewVersion("admission.k8s.io/v1", op, kind, raw)
 	}
 	podKind := metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
 	cases := []struct {
@@ -350,6 +362,10 @@ func rawRequests(t *testing.T, inj *harness.Injector) {
 		{"DELETE", review(admissionv1.Delete, podKind, nil), 200, true, 0, "raw-1"},
 		{"CONNECT", review(admissionv1.Connect, podKind, nil), 200, true, 0, "raw-1"},
 		{"valid CREATE", review(admissionv1.Create, podKind, podRaw), 200, true, 0, "raw-1"},
+		{"v1beta1 CREATE", reviewVersion("admission.k8s.io/v1beta1", admissionv1.Create, podKind, podRaw), 200, true, 0, "raw-1"},
+		{"unknown apiVersion", reviewVersion("admission.k8s.io/v2", admissionv1.Create, podKind, podRaw), 200, false, 400, ""},
+		{"unknown operation", review("PATCH", podKind, podRaw), 200, false, 400, "raw-1"},
+		{"no request", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), 200, false, 400, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -376,7 +392,7 @@ func rawRequests(t *testing.T, inj *harness.Injector) {
 			if tc.code != 0 && (r.Result == nil || r.Result.Code != tc.code || r.Result.Message == "") {
 				t.Errorf("result = %+v, want code %d with a message", r.Result, tc.code)
 			}
-			if tc.name == "valid CREATE" && len(r.Patch) == 0 {
+			if strings.HasSuffix(tc.name, "CREATE") && len(r.Patch) == 0 {
 				t.Errorf("valid pod got no patch")
 			}
 		})
