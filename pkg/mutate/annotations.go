@@ -385,13 +385,10 @@ func (p *parser) secret(name string, parts *secretParts) (agent.Secret, bool) {
 	return s, ok
 }
 
-// DefaultTemplate renders every key of the secret at path as "key: value"
-// lines, sorted by key. For KV v2 (data under .Data.data) it renders the
-// secret's data, not its metadata.
-func DefaultTemplate(path string) string {
-	return `{{ with secret "` + path + `" }}{{ range $k, $v := (or (index .Data "data") .Data) }}{{ $k }}: {{ $v }}
-{{ end }}{{ end }}`
-}
+// DefaultTemplate is the template of a secret-<name> annotation without a
+// template-<name>: agent.DefaultTemplate, which the agent's configuration
+// check knows to be valid without parsing it.
+func DefaultTemplate(path string) string { return agent.DefaultTemplate(path) }
 
 // ParseCommand reads command-<name>: a JSON array of strings, or words
 // separated by spaces. There is no shell in the agent's image.
