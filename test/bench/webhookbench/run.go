@@ -26,8 +26,6 @@ type results struct {
 	soak             *soakResult
 	sizes            []binarySize
 	vault            binarySize
-	bench            []benchLine
-	shares           []share
 	started, stopped time.Time
 }
 
@@ -46,15 +44,12 @@ func run(ctx context.Context, o options, args string) error {
 	if res.sizes, res.vault, err = sizes(ctx, repo, dir); err != nil {
 		return err
 	}
-	if res.bench, res.shares, err = inProcess(ctx, repo, dir); err != nil {
-		return err
-	}
 	kube, err := harness.StartKube(ctx, os.Stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = kube.Stop() }()
-	s, err := startInjector(ctx, filepath.Join(dir, "blinkchamber-injector"), dir, kube, o.injectorGOGC)
+	s, err := startInjector(ctx, filepath.Join(dir, "blinkchamber-injector"), dir, kube)
 	if err != nil {
 		return err
 	}
