@@ -77,6 +77,8 @@ func (c *cache) put(e *entry) {
 	old, ok := c.entries[k]
 	if !ok {
 		spreadFirstReread(e)
+	} else {
+		keepRereadPhase(old, e)
 	}
 	if !ok || !sameContent(old, e) {
 		c.version++
@@ -95,6 +97,29 @@ func spreadFirstReread(e *entry) {
 		return
 	}
 	e.Due = e.Fetched.Add(span - time.Duration(rand.Int64N(int64(span))))
+}
+
+// keepRereadPhase schedules a static secret's next re-read one (jittered)
+// interval after the previous re-read was due, not after its answer came.
+// A stall (a slow Vault, a starved node) hands every agent that waited on it
+// its answer at the same moment; counting from that moment would line them
+// all up, and they would stay lined up. It is never later than an interval
+// after the answer.
+func keepRereadPhase(old, e *entry) {
+	span := e.Due.Sub(e.Fetched)
+	if old.Action != actionReread || e.Action != actionReread || old.Due.IsZero() || e.Fetched.IsZero() || span <= 0 {
+		return
+	}
+	due := old.Due.Add(span)
+	if !due.After(e.Fetched) {
+		// Answered more than an interval late: skip ahead on the same beat.
+		due = due.Add((e.Fetched.Sub(due)/span + 1) * span)
+	}
+	if limit := e.Fetched.Add(span); due.After(limit) {
+		// Refreshed early with another due secret.
+		due = limit
+	}
+	e.Due = due
 }
 
 // sameContent compares what templates can see of two answers.

@@ -46,24 +46,43 @@ func TestFirstRereadSpreadOverTheInterval(t *testing.T) {
 	}
 }
 
-func TestLaterRereadsWithinTheInterval(t *testing.T) {
+func TestLaterRereadsKeepTheirBeat(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	interval := time.Minute
-	earliest, latest := now.Add(interval), now
+	var least, most time.Duration = interval, 0
 	for range 1000 {
 		c := newCache()
-		fetched(c, now.Add(-30*time.Second), interval)
-		// A re-read of a secret already cached is not spread again, only
-		// jittered: never later than the interval, at most 10 % earlier.
 		fetched(c, now, interval)
+		before := c.next()
+		// The re-read's answer comes 20 s late (a stall). The next re-read
+		// is one jittered interval after the previous one was due, not
+		// after the late answer, and never more than an interval after it.
+		answered := before.Add(20 * time.Second)
+		fetched(c, answered, interval)
 		due := c.next()
-		if d := due.Sub(now); d < interval*9/10 || d > interval {
-			t.Fatalf("re-read due %s after the previous one, want within [%s, %s]", d, interval*9/10, interval)
+		if step := due.Sub(before); step < interval*9/10 || step > interval {
+			t.Fatalf("re-read due %s after the previous one was due, want within [%s, %s]", step, interval*9/10, interval)
 		}
-		earliest, latest = minTime(earliest, due), maxTime(latest, due)
+		if d := due.Sub(answered); d <= 0 || d > interval {
+			t.Fatalf("re-read due %s after the answer, want within (0, %s]", d, interval)
+		}
+		least, most = min(least, due.Sub(before)), max(most, due.Sub(before))
 	}
-	if spread := latest.Sub(earliest); spread < interval/20 {
-		t.Errorf("1000 re-reads scheduled within %s of each other; jitter should spread them over about %s", spread, interval/10)
+	if most-least < interval/20 {
+		t.Errorf("1000 re-read steps within %s of each other; jitter should spread them over about %s", most-least, interval/10)
+	}
+}
+
+func TestRereadAnsweredAfterMoreThanAnInterval(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	interval := 5 * time.Second
+	c := newCache()
+	fetched(c, now, interval)
+	before := c.next()
+	answered := before.Add(12 * time.Second)
+	fetched(c, answered, interval)
+	if d := c.next().Sub(answered); d <= 0 || d > interval {
+		t.Fatalf("re-read due %s after an answer 12 s late, want within (0, %s]", d, interval)
 	}
 }
 
@@ -118,16 +137,38 @@ func TestReloginOfUnrenewableTokensSpread(t *testing.T) {
 	}
 }
 
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
+// TestFleetStaysSpreadAfterAStall stalls Vault for 3 s in the middle of a
+// spread fleet: every re-read due meanwhile is answered when the stall
+// ends. Afterwards the busiest second must stay near the mean; counting
+// the next interval from the answer would line up 60 % of the fleet.
+func TestFleetStaysSpreadAfterAStall(t *testing.T) {
+	const agents = 500
+	start := time.Unix(1_700_000_000, 0)
+	interval := 5 * time.Second
+	stallFrom, stallTo := start.Add(20*time.Second), start.Add(23*time.Second)
+	from, to := stallTo.Add(interval), stallTo.Add(45*time.Second)
+	perSecond := make([]int, int(to.Sub(from)/time.Second))
+	for range agents {
+		c := newCache()
+		fetched(c, start, interval)
+		for at := c.next(); at.Before(to); at = c.next() {
+			answered := at
+			if !at.Before(stallFrom) && at.Before(stallTo) {
+				answered = stallTo
+			}
+			if !answered.Before(from) {
+				perSecond[int(answered.Sub(from)/time.Second)]++
+			}
+			fetched(c, answered, interval)
+		}
 	}
-	return b
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
+	total, busiest := 0, 0
+	for _, n := range perSecond {
+		total += n
+		busiest = max(busiest, n)
 	}
-	return b
+	mean := float64(total) / float64(len(perSecond))
+	if float64(busiest) > 1.5*mean {
+		t.Errorf("after a 3 s stall the busiest second holds %d re-reads, mean %.0f/s (ratio %.2f); want at most 1.5", busiest, mean, float64(busiest)/mean)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -139,40 +138,9 @@ func (e *env) findServers() error {
 // written to dir/<i>/token. Pods are named after the fleet size so every
 // size has its own.
 func (e *env) identities(ctx context.Context, size int, dirs []string) error {
-	jobs := make(chan int)
-	errs := make(chan error, identityWorkers)
-	var wg sync.WaitGroup
-	for range identityWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				if err := e.identity(ctx, fmt.Sprintf("f%d-%04d", size, i), dirs[i]); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	var err error
-feed:
-	for i := range dirs {
-		select {
-		case jobs <- i:
-		case err = <-errs:
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if err != nil {
-		return err
-	}
-	select {
-	case err = <-errs:
-	default:
-	}
-	return err
+	return each(len(dirs), identityWorkers, func(i int) error {
+		return e.identity(ctx, fmt.Sprintf("f%d-%04d", size, i), dirs[i])
+	})
 }
 
 func (e *env) identity(ctx context.Context, name, dir string) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,7 +24,9 @@ type member struct {
 	started time.Time
 	// rendered is how long after its start every file was there; 0 until.
 	rendered time.Duration
-	done     chan struct{}
+	// gaveUp: the agent exited before rendering (its first-render deadline).
+	gaveUp bool
+	done   chan struct{}
 }
 
 // command builds an agent's command exactly as the injector would run it:
@@ -83,27 +87,35 @@ const starters = 8
 // startAll starts every member, starters at a time, as kubelets on many
 // nodes would.
 func startAll(fleet []*member) error {
-	jobs := make(chan *member)
-	errs := make(chan error, len(fleet))
-	var wg sync.WaitGroup
-	for range starters {
+	return each(len(fleet), starters, func(i int) error { return fleet[i].start() })
+}
+
+// each runs f for 0..n-1, workers at a time; the first error stops the
+// workers and is returned.
+func each(n, workers int, f func(int) error) error {
+	var (
+		wg    sync.WaitGroup
+		next  atomic.Int64
+		mu    sync.Mutex
+		first error
+	)
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for m := range jobs {
-				if err := m.start(); err != nil {
-					errs <- err
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				if err := f(i); err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+					next.Store(int64(n)) // no more work
+					return
 				}
 			}
 		}()
 	}
-	for _, m := range fleet {
-		jobs <- m
-	}
-	close(jobs)
 	wg.Wait()
-	close(errs)
-	return <-errs
+	return first
 }
 
 func (m *member) exited() bool {
@@ -133,8 +145,9 @@ func (m *member) logTail() string {
 	return strings.TrimSpace(string(b))
 }
 
-// waitRendered polls until every member has written all its files, and
-// records when each did.
+// waitRendered polls until every member has written all its files or given
+// up (exited), and records when each did. An agent giving up is a result,
+// not an error: it is what an overloaded Vault does to a fleet.
 func waitRendered(ctx context.Context, fleet []*member, secrets int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	left := append([]*member(nil), fleet...)
@@ -146,7 +159,7 @@ func waitRendered(ctx context.Context, fleet []*member, secrets int, timeout tim
 			case m.allWritten(secrets):
 				m.rendered = now.Sub(m.started)
 			case m.exited():
-				return fmt.Errorf("agent in %s exited before rendering:\n%s", m.dir, m.logTail())
+				m.gaveUp = true
 			default:
 				rest = append(rest, m)
 			}
@@ -189,19 +202,26 @@ func stopAll(fleet []*member) {
 	}
 }
 
-// fleetCPU sums the members' CPU seconds so far.
+// fleetCPU sums the members' CPU seconds so far, of those that exited too.
 func fleetCPU(fleet []*member) float64 {
 	var s float64
 	for _, m := range fleet {
+		if m.exited() {
+			s += (m.cmd.ProcessState.UserTime() + m.cmd.ProcessState.SystemTime()).Seconds()
+			continue
+		}
 		s += procstat.CPUSeconds(m.cmd.Process.Pid)
 	}
 	return s
 }
 
-// fleetMemory sums the members' resident memory (KiB).
+// fleetMemory sums the running members' resident memory (KiB).
 func fleetMemory(fleet []*member) (procstat.Memory, error) {
 	var sum procstat.Memory
 	for _, m := range fleet {
+		if m.exited() {
+			continue
+		}
 		mem, err := procstat.ReadMemory(m.cmd.Process.Pid)
 		if err != nil {
 			return sum, fmt.Errorf("memory of agent %d: %w", m.cmd.Process.Pid, err)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -160,5 +162,32 @@ func TestClassify(t *testing.T) {
 		if got := classify(r); got != tt.want {
 			t.Errorf("classify(%s %s) = %s, want %s", tt.method, tt.path, got, tt.want)
 		}
+	}
+}
+
+func TestEach(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[int]int{}
+	if err := each(100, 8, func(i int) error { mu.Lock(); seen[i]++; mu.Unlock(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if seen[i] != 1 {
+			t.Fatalf("item %d ran %d times, want once", i, seen[i])
+		}
+	}
+	boom := errors.New("boom")
+	var ran atomic.Int64
+	err := each(1000, 4, func(i int) error {
+		ran.Add(1)
+		if i == 3 {
+			return boom
+		}
+		// Slow enough that the others see the stop long before the end.
+		time.Sleep(time.Millisecond)
+		return nil
+	})
+	if !errors.Is(err, boom) || ran.Load() == 1000 {
+		t.Fatalf("each = %v after %d of 1000 items, want boom and an early stop", err, ran.Load())
 	}
 }

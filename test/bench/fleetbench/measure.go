@@ -23,6 +23,7 @@ type result struct {
 	// is written.
 	spawn, all           time.Duration
 	renderP50, renderP95 time.Duration // per agent, from its own start
+	gaveUp               int           // agents that exited before rendering
 	startReqs            map[class]int
 	startFailed          int // answers other than 2xx
 	startPeakRPS         int
@@ -34,6 +35,7 @@ type result struct {
 	idleReqs    int
 	idlePeakRPS int // most requests in any 1 s window
 	idleClasses map[class]int
+	idleSeconds []int // requests in each second of the window
 	memory      procstat.Memory
 	// After the fleet stopped: the same logins without the agents.
 	burst burst
@@ -67,6 +69,9 @@ func run(ctx context.Context, o options) error {
 	if err := checkLimits(o); err != nil {
 		return err
 	}
+	if err := checkMemory(maxInt(o.sizes)); err != nil {
+		return err
+	}
 	var loads [2]string
 	loads[0], _ = procstat.LoadAverage()
 	e, err := setup(ctx, o)
@@ -76,9 +81,6 @@ func run(ctx context.Context, o options) error {
 	defer e.close()
 	var rows []result
 	for _, n := range o.sizes {
-		if err := checkMemory(n); err != nil {
-			return err
-		}
 		r, err := e.fleet(ctx, o, n)
 		if err != nil {
 			return fmt.Errorf("fleet of %d: %w", n, err)
@@ -115,17 +117,18 @@ func checkLimits(o options) error {
 	return nil
 }
 
-// agentMemKiB is a generous estimate of one agent's private memory, to
-// refuse a fleet this shared machine cannot hold.
-const agentMemKiB = 24 << 10
+// agentMemKiB is a generous estimate of what one agent takes from the
+// machine (about 4 MiB of its own memory, page tables, kernel stacks), to
+// refuse up front a fleet this shared machine cannot hold.
+const agentMemKiB = 16 << 10
 
 func checkMemory(n int) error {
 	avail, err := procstat.MemInfoKiB("MemAvailable")
 	if err != nil {
 		return err
 	}
-	if need := int64(n) * agentMemKiB; avail < 2*need {
-		return fmt.Errorf("a fleet of %d needs about %d MiB; only %d MiB available (twice that is required)", n, need>>10, avail>>10)
+	if need := int64(n) * agentMemKiB; avail < need {
+		return fmt.Errorf("%w: -sizes: a fleet of %d needs about %d MiB; only %d MiB are available", errOption, n, need>>10, avail>>10)
 	}
 	return nil
 }
@@ -179,7 +182,11 @@ func (e *env) fleet(ctx context.Context, o options, n int) (result, error) {
 	}
 	r.all = s1.at.Sub(s0.at)
 	r.reviews = rev1.minus(rev0)
-	r.renderP50, r.renderP95 = renderPercentiles(fleet)
+	var example string
+	r.renderP50, r.renderP95, r.gaveUp, example = renderPercentiles(fleet)
+	if r.gaveUp > 0 {
+		fmt.Fprintf(os.Stderr, "fleet of %d: %d agents gave up before rendering; the log of one:\n%s\n", n, r.gaveUp, example)
+	}
 	r.startReqs, r.startFailed, r.startPeakRPS, r.loginP50, r.loginP95 = requestStats(p.between(s0.at, s1.at))
 
 	time.Sleep(o.settle)
@@ -198,6 +205,7 @@ func (e *env) fleet(ctx context.Context, o options, n int) (result, error) {
 	r.idle = usageBetween(i0, i1, cpu1-cpu0, samples)
 	idle := p.between(i0.at, i1.at)
 	r.idleReqs, r.idlePeakRPS = len(idle), peakPerSecond(idle)
+	r.idleSeconds = perSecond(idle, i0.at, i1.at)
 	r.idleClasses, _, _, _, _ = requestStats(idle)
 	if r.memory, err = fleetMemory(fleet); err != nil {
 		return r, err
@@ -207,12 +215,19 @@ func (e *env) fleet(ctx context.Context, o options, n int) (result, error) {
 	return r, err
 }
 
-func renderPercentiles(fleet []*member) (p50, p95 time.Duration) {
-	ds := make([]time.Duration, len(fleet))
-	for i, m := range fleet {
-		ds[i] = m.rendered
+// renderPercentiles are over the agents that rendered; gaveUp counts the
+// others and keeps one's log for the report.
+func renderPercentiles(fleet []*member) (p50, p95 time.Duration, gaveUp int, example string) {
+	var ds []time.Duration
+	for _, m := range fleet {
+		if m.gaveUp {
+			gaveUp++
+			example = m.logTail()
+			continue
+		}
+		ds = append(ds, m.rendered)
 	}
-	return percentile(ds, 50), percentile(ds, 95)
+	return percentile(ds, 50), percentile(ds, 95), gaveUp, example
 }
 
 // requestStats counts requests by class, failures, the busiest second and
@@ -247,6 +262,17 @@ func peakPerSecond(reqs []request) int {
 		peak = max(peak, i-j+1)
 	}
 	return peak
+}
+
+// perSecond counts the requests in each whole second from from to to.
+func perSecond(reqs []request, from, to time.Time) []int {
+	out := make([]int, int(to.Sub(from)/time.Second))
+	for _, r := range reqs {
+		if i := int(r.at.Sub(from) / time.Second); i >= 0 && i < len(out) {
+			out[i]++
+		}
+	}
+	return out
 }
 
 // percentile is the nearest-rank percentile; 0 for no values.

@@ -6,18 +6,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blinkchamber/blinkchamber/pkg/agent"
 	"github.com/blinkchamber/blinkchamber/test/bench/procstat"
 	"github.com/blinkchamber/blinkchamber/test/toolchain"
 )
 
 // command is the exact command line that reproduces the run.
 func command(o options) string {
-	s := make([]string, len(o.sizes))
-	for i, n := range o.sizes {
-		s[i] = fmt.Sprint(n)
-	}
 	cmd := fmt.Sprintf("go run ./test/bench/fleetbench -sizes %s -secrets %d -render-interval %s -token-ttl %s -settle %s -idle %s -timeout %s",
-		strings.Join(s, ","), o.secrets, o.interval, o.tokenTTL, o.settle, o.idle, o.timeout)
+		joinInts(o.sizes, ","), o.secrets, o.interval, o.tokenTTL, o.settle, o.idle, o.timeout)
 	if o.out != "" {
 		cmd += " -out " + o.out
 	}
@@ -58,11 +55,12 @@ func render(o options, rows []result, loads [2]string) string {
 
 func startTable(b *strings.Builder, rows []result) {
 	fmt.Fprintf(b, "### Start\n\n")
-	fmt.Fprintf(b, "| agents | all started | all rendered | all rendered / agents | each agent's render p50 / p95 | Vault requests | failed | peak req/s | login p50 / p95 at Vault | TokenReviews (mean latency at the API server) |\n")
-	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "\"All rendered\" is until the last agent rendered or gave up; an agent gives up (exits non-zero, for the kubelet to restart) when it has not rendered within %s, the startup probe's budget. \"Failed\" counts Vault answers other than 2xx, including requests an agent abandoned after the Vault client's 60 s timeout.\n\n", agent.FirstRenderTimeout)
+	fmt.Fprintf(b, "| agents | all started | all rendered | all rendered / agents | each agent's render p50 / p95 | gave up | Vault requests | failed | peak req/s | login p50 / p95 at Vault | TokenReviews (mean latency at the API server) |\n")
+	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(b, "| %d | %s | %s | %s | %s / %s | %s | %d | %d | %s / %s | %d (%s) |\n", r.size,
-			ms(r.spawn), ms(r.all), ms(r.all/time.Duration(r.size)), ms(r.renderP50), ms(r.renderP95),
+		fmt.Fprintf(b, "| %d | %s | %s | %s | %s / %s | %d | %s | %d | %d | %s / %s | %d (%s) |\n", r.size,
+			ms(r.spawn), ms(r.all), ms(r.all/time.Duration(r.size)), ms(r.renderP50), ms(r.renderP95), r.gaveUp,
 			kinds(r.startReqs), r.startFailed, r.startPeakRPS,
 			ms(r.loginP50), ms(r.loginP95), r.reviews.count, ms(r.reviews.mean()))
 	}
@@ -91,7 +89,10 @@ func idleTable(b *strings.Builder, o options, rows []result) {
 			100*u.cores(u.vault), mean, r.idlePeakRPS, safeDiv(float64(r.idlePeakRPS), mean), kinds(r.idleClasses),
 			100*u.cores(u.fleet), mib(r.memory.RSS), mib(r.memory.Anon), float64(r.memory.Anon)/1024/float64(r.size))
 	}
-	fmt.Fprintf(b, "\nRSS counts the agent binary's shared pages once per process; RssAnon is what each agent has to itself.\n")
+	fmt.Fprintf(b, "\nRSS counts the agent binary's shared pages once per process; RssAnon is what each agent has to itself. Vault requests in each second of the idle window:\n\n")
+	for _, r := range rows {
+		fmt.Fprintf(b, "- %d agents: %s\n", r.size, joinInts(r.idleSeconds, " "))
+	}
 }
 
 func burstTable(b *strings.Builder, rows []result) {
@@ -129,16 +130,31 @@ func bend(b *strings.Builder, rows []result) {
 	for _, r := range rows {
 		u := r.start
 		fmt.Fprintf(b, "- %d agents: the machine was %.0f %% busy while they started; of that CPU the agents used %.0f %%, Vault %.0f %% (busiest second %.2f of %d cores), kube-apiserver %.0f %%, etcd %.0f %%, this benchmark %.0f %%, other work %.0f %%. "+
-			"A login took %s (p50) at Vault, the TokenReview behind it %s (mean) at the API server.\n",
+			"A login took %s (p50) at Vault, the TokenReview behind it %s (mean) at the API server%s.\n",
 			r.size, pct(u.machineBusy, u.machineTotal), pct(u.fleet, u.machineBusy), pct(u.vault, u.machineBusy), u.vaultPeak, runtime.NumCPU(),
 			pct(u.api, u.machineBusy), pct(u.etcd, u.machineBusy), pct(u.own, u.machineBusy), pct(u.others(), u.machineBusy),
-			ms(r.loginP50), ms(r.reviews.mean()))
+			ms(r.loginP50), ms(r.reviews.mean()), gaveUpNote(r))
 	}
 	last := rows[len(rows)-1].burst
 	if vault := last.perLogin(last.vault); vault > 0 {
 		fmt.Fprintf(b, "- Logins alone (%d tokens): %.1f ms of Vault CPU and %.1f ms of API server CPU each, so one core of Vault serves about %.0f logins/s and one core of API server about %.0f TokenReviews/s; %.0f logins/s were reached here with %d in flight.\n",
 			last.logins, vault, last.perLogin(last.api), 1000/vault, 1000/max(last.perLogin(last.api), 0.001), last.perSecond(), burstWorkers)
 	}
+}
+
+func joinInts(ns []int, sep string) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, sep)
+}
+
+func gaveUpNote(r result) string {
+	if r.gaveUp == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d of %d agents gave up before rendering", r.gaveUp, r.size)
 }
 
 func perAgent(r result) float64 { return r.all.Seconds() / float64(r.size) }
