@@ -50,6 +50,9 @@ fuzz:
 	$(FUZZ) ./pkg/mutate -fuzz '^FuzzParse$$'
 	$(FUZZ) ./pkg/template -fuzz '^FuzzValidate$$'
 	$(FUZZ) ./pkg/agent -fuzz '^FuzzDecode$$'
+	$(FUZZ) ./pkg/agent -fuzz '^FuzzValidateReloadURL$$'
+	$(FUZZ) ./pkg/envfile -fuzz '^FuzzRoundTrip$$'
+	$(FUZZ) ./pkg/envfile -fuzz '^FuzzParse$$'
 	$(FUZZ) ./pkg/bootstrap/config -fuzz '^FuzzParse$$'
 	$(FUZZ) ./pkg/injector -fuzz '^FuzzAdmissionReview$$'
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -190,4 +191,25 @@ func counter(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// FuzzValidateReloadURL: whatever is accepted, the request Go's client
+// makes goes to a loopback host.
+func FuzzValidateReloadURL(f *testing.F) {
+	for _, s := range []string{"http://localhost:8080/-/reload", "http://127.0.0.1@evil.example/", "http://[::1]/", "http://localhost%2eevil.example/", "HTTP://LOCALHOST/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		if ValidateReloadURL(raw) != nil {
+			return
+		}
+		req, err := http.NewRequest(http.MethodPost, raw, nil)
+		if err != nil {
+			t.Fatalf("accepted %q, which http.NewRequest refuses: %v", raw, err)
+		}
+		host := req.URL.Hostname()
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			t.Fatalf("accepted %q, whose request goes to %q", raw, host)
+		}
+	})
 }

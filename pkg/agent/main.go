@@ -63,6 +63,9 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 }
 
 func run(ctx context.Context, cfg *Config, log logr.Logger) int {
+	if err := hideFromSameUID(); err != nil {
+		log.Error(err, "cannot mark the agent not dumpable; processes of its uid may read its memory")
+	}
 	a, err := New(cfg, log)
 	if err != nil {
 		log.Error(err, "agent cannot start")

@@ -168,12 +168,17 @@ func TestRotationActions(t *testing.T) {
 	app := run.Container("app")
 
 	t.Run("the app and the agent share one PID namespace", func(t *testing.T) {
-		m := waitOutput(t, app, `started pid=(\d+) pid1=(\S+) sees=(\S+)`)
+		m := waitOutput(t, app, `started pid=(\d+) pid1=(\S+) sees=(\S+) agent-environ=(\S+)`)
 		if m[1] == "1" || m[2] != "sleep" {
 			t.Errorf("app pid %s, pid 1 %q: want the pause process as PID 1", m[1], m[2])
 		}
 		if !strings.Contains(m[3], "blinkchamber-ag") || len(strings.Split(m[3], ",")) > 6 {
 			t.Errorf("the app sees %s: want the pause process, the agent and itself only", m[3])
+		}
+		// Same uid, shared namespace: only the agent's non-dumpable mark
+		// keeps the app out of its environment and memory.
+		if m[4] != "denied" {
+			t.Errorf("the app's access to the agent's /proc/<pid>/environ is %q, want denied", m[4])
 		}
 	})
 

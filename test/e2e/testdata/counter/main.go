@@ -30,7 +30,7 @@ func main() {
 		// The host's PID namespace (no shareProcessNamespace in the shim).
 		seen = []string{strconv.Itoa(len(seen)) + "-processes"}
 	}
-	fmt.Printf("started pid=%d pid1=%s sees=%s\n", os.Getpid(), comm(1), strings.Join(seen, ","))
+	fmt.Printf("started pid=%d pid1=%s sees=%s agent-environ=%s\n", os.Getpid(), comm(1), strings.Join(seen, ","), agentEnviron())
 	for _, n := range strings.Split(*envNames, ",") {
 		if n == "" {
 			continue
@@ -87,4 +87,22 @@ func processes() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// agentEnviron says whether this process may read the environment of the
+// agent (the kernel names it blinkchamber-ag) it sees: "readable",
+// "denied", or "unseen".
+func agentEnviron() string {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil || comm(pid) != "blinkchamber-ag" {
+			continue
+		}
+		if _, err := os.ReadFile(filepath.Join(d, "environ")); err != nil {
+			return "denied"
+		}
+		return "readable"
+	}
+	return "unseen"
 }
