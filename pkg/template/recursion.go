@@ -86,7 +86,7 @@ func callees(node parse.Node, top string, out []string) ([]string, error) {
 			}
 		}
 	case *parse.CommandNode:
-		if id, ok := n.Args[0].(*parse.IdentifierNode); ok && id.Ident == "executeTemplate" {
+		if id, ok := argAt(n.Args, 0).(*parse.IdentifierNode); ok && id.Ident == "executeTemplate" {
 			s, ok := argAt(n.Args, 1).(*parse.StringNode)
 			if !ok {
 				return nil, fmt.Errorf("%w: executeTemplate must name its template with a constant string", ErrDenied)

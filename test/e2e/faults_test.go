@@ -203,6 +203,13 @@ func TestAgentSurvivesVaultFaults(t *testing.T) {
 		waitFile(t, filepath.Join(p.dir, name), want, 10*time.Second)
 	}
 	root := e.vault.Client()
+	// The Vault is shared: whatever happens here, later tests get it back
+	// running and unsealed.
+	t.Cleanup(func() {
+		if sealed, err := e.vault.Sealed(context.Background()); err != nil || sealed {
+			_ = e.vault.Restart(context.Background())
+		}
+	})
 	const d = 12 * time.Second
 	results := map[string]outcome{}
 

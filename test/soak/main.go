@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/blinkchamber/blinkchamber/test/harness"
 )
 
@@ -38,6 +41,8 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Minute, "growth is measured from the first sample after this")
 	flag.DurationVar(&o.sample, "sample", 30*time.Second, "time between /proc samples")
 	flag.Parse()
+	// controller-runtime, under the harness, wants a logger; its logs are noise here.
+	crlog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o, os.Stdout); err != nil {
