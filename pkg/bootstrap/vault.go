@@ -86,6 +86,9 @@ func checkUnseal(spec *Spec, c *api.Client) func(context.Context) (Change, error
 		case !st.Initialized:
 			return Change{}, fmt.Errorf("%w: Vault is not initialised", ErrBlocked)
 		case !st.Sealed:
+			if err := waitActive(ctx, c); err != nil {
+				return Change{}, err
+			}
 			return Unchanged(fmt.Sprintf("unsealed (%s seal)", st.Type)), nil
 		case spec.Seal.AutoUnseal():
 			return Change{}, fmt.Errorf("Vault uses %s auto-unseal but is sealed: check its seal configuration and access to the %s key", st.Type, spec.Seal.Kind)
@@ -95,7 +98,41 @@ func checkUnseal(spec *Spec, c *api.Client) func(context.Context) (Change, error
 }
 
 func applyUnseal(spec *Spec, c *api.Client) func(context.Context) error {
-	return func(ctx context.Context) error { return Unseal(ctx, c, spec.Keys) }
+	return func(ctx context.Context) error {
+		if err := Unseal(ctx, c, spec.Keys); err != nil {
+			return err
+		}
+		return waitActive(ctx, c)
+	}
+}
+
+// activeTimeout bounds the wait for an active node after unsealing.
+const activeTimeout = 2 * time.Minute
+
+// waitActive waits until the cluster has an active node. With integrated
+// storage a node just unsealed elects itself (or finds the leader) a few
+// seconds later; until then every request fails with "local node not
+// active but active cluster node not found".
+func waitActive(ctx context.Context, c *api.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, activeTimeout)
+	defer cancel()
+	var last error
+	for {
+		l, err := c.Sys().LeaderWithContext(ctx)
+		switch {
+		case err != nil:
+			last = err
+		case !l.HAEnabled || l.IsSelf || l.LeaderAddress != "":
+			return nil
+		default:
+			last = errors.New("no active node elected yet")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("Vault is unsealed but has no active node after %s: %w", activeTimeout, last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // Unseal submits keys from the store until Vault is unsealed.

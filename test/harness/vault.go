@@ -52,6 +52,9 @@ type Vault struct {
 	// Dir holds the config and the file storage of a regular server; for a
 	// dev server it holds only the log.
 	Dir string
+	// Raft makes a regular server use integrated storage (raft snapshots)
+	// instead of file storage; set it before Start.
+	Raft bool
 
 	bin    string
 	port   int
@@ -240,16 +243,21 @@ func (v *Vault) configPath() string { return filepath.Join(v.Dir, "vault.hcl") }
 
 func (v *Vault) serverConfig() string {
 	listen := "127.0.0.1:" + strconv.Itoa(v.port)
-	return fmt.Sprintf(`storage "file" {
-  path = %q
-}
-listener "tcp" {
+	storage := fmt.Sprintf("storage \"file\" {\n  path = %q\n}\n", filepath.Join(v.Dir, "data"))
+	if v.Raft {
+		// Integrated storage needs a cluster address: the port after the
+		// API's, which freePortPair kept free.
+		cluster := "127.0.0.1:" + strconv.Itoa(v.port+1)
+		storage = fmt.Sprintf("storage \"raft\" {\n  path    = %q\n  node_id = \"node1\"\n}\ncluster_addr = %q\n",
+			filepath.Join(v.Dir, "data"), "http://"+cluster)
+	}
+	return fmt.Sprintf(`%slistener "tcp" {
   address     = %q
   tls_disable = true
 }
 disable_mlock = true
 api_addr      = %q
-%s`, filepath.Join(v.Dir, "data"), listen, v.Addr(), v.sealHCL)
+%s`, storage, listen, v.Addr(), v.sealHCL)
 }
 
 func (v *Vault) args() []string {
