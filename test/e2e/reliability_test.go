@@ -181,14 +181,23 @@ func TestAgentRoleDeleted(t *testing.T) {
 			t.Errorf("readiness %q does not say %q", body, w)
 		}
 	}
+	// Every answer during the outage names the role, not just the first.
+	vague := 0
 	for time.Since(t0) < 15*time.Second {
 		if got, _ := os.ReadFile(file); string(got) != "password: roledel-pw-first\n" {
 			t.Fatalf("the file changed while the agent could not log in: %d bytes", len(got))
+		}
+		if code, body := get(t, run.HealthAddr(), "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `role "roledel"`) {
+			vague++
+			t.Logf("readiness during the outage: %d %q", code, body)
 		}
 		if !run.Container(mutate.AgentContainer).Running() {
 			t.Fatal("the agent exited")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if vague > 0 {
+		t.Errorf("%d readiness answers during the outage did not name the role", vague)
 	}
 	_, metrics := get(t, run.HealthAddr(), "/metrics")
 	failures, elapsed := labelledValue(metrics, "blinkchamber_agent_logins_total", `result="failure"`), time.Since(t0)
