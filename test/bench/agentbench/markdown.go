@@ -178,10 +178,12 @@ func requestsMiss(o options, res results) string {
 			return fmt.Sprintf("%.2f s", o.idle.Seconds()*float64(n)/count)
 		}
 		return fmt.Sprintf("at %d secrets, %.0f requests against %.0f in the window: each secret re-read every %s on average against vault agent's %s (render interval %s). "+
-			"The agent re-reads a static secret at 90-100 %% of the interval, on its own beat (pkg/agent schedule and keepRereadPhase), so on average 5 %% more often than the interval; "+
+			"The agent re-reads a static secret at 90-100 %% of the interval, on its own beat (pkg/agent schedule and keepRereadPhase), and a refresh pass also takes "+
+			"the secrets due within the next fifth of the interval (at most 1 s), whose first re-reads are spread over the interval: with many secrets they are re-read early in batches; "+
 			"vault agent waits 85-95 %% of the interval after each answer, so its round trips and render stretch its period. "+
-			"A narrower jitter below the interval (say 96-100 %%) would close it while keeping re-reads never later than the interval (the rotation bound); "+
-			"it spreads a fleet's re-reads more slowly, which the fleet benchmark would have to confirm.",
+			"A narrower jitter below the interval (say 96-100 %%) and a pass that takes early only secrets due within a few round trips would close it, "+
+			"keeping re-reads never later than the interval (the rotation bound); both trade against how fast a fleet's re-reads spread and how many wake-ups an agent makes, "+
+			"which the fleet benchmark would have to confirm.",
 			n, a, v, period(a), period(v), o.interval)
 	}
 	return ""
