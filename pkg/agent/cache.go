@@ -52,9 +52,14 @@ type cache struct {
 	// version counts changes of any answer's content, so the agent renders
 	// only when something a template may read has changed.
 	version uint64
+	// phase, in [0, 1), places this agent's static re-reads in their
+	// interval. One phase for all of an agent's secrets keeps them due
+	// together (one pass, no early reads); a random one per agent spreads
+	// a fleet.
+	phase float64
 }
 
-func newCache() *cache { return &cache{entries: map[string]*entry{}} }
+func newCache() *cache { return &cache{entries: map[string]*entry{}, phase: rand.Float64()} }
 
 // lookup answers a template's request from the cache.
 func (c *cache) lookup(r tmpl.Request) (any, bool) {
@@ -76,7 +81,7 @@ func (c *cache) put(e *entry) {
 	k := e.Req.Key()
 	old, ok := c.entries[k]
 	if !ok {
-		spreadFirstReread(e)
+		c.spreadFirstReread(e)
 	} else {
 		keepRereadPhase(old, e)
 	}
@@ -87,20 +92,22 @@ func (c *cache) put(e *entry) {
 }
 
 // spreadFirstReread moves the first re-read of a static secret new to the
-// cache to a random point of its interval. Agents started together (a
+// cache to the agent's phase of its interval. Agents started together (a
 // rollout, a node coming back) would otherwise re-read in the same second
-// for as long as they run: the small jitter of later re-reads only drifts
-// them apart over many intervals.
-func spreadFirstReread(e *entry) {
+// for as long as they run. Later re-reads keep the beat (keepRereadPhase)
+// at exactly the interval: per-read jitter would only make them more
+// frequent, since a re-read may never come later than an interval after
+// the last answer.
+func (c *cache) spreadFirstReread(e *entry) {
 	span := e.Due.Sub(e.Fetched)
 	if e.Action != actionReread || e.Fetched.IsZero() || span <= 0 {
 		return
 	}
-	e.Due = e.Fetched.Add(span - time.Duration(rand.Int64N(int64(span))))
+	e.Due = e.Fetched.Add(span - time.Duration(c.phase*float64(span)))
 }
 
-// keepRereadPhase schedules a static secret's next re-read one (jittered)
-// interval after the previous re-read was due, not after its answer came.
+// keepRereadPhase schedules a static secret's next re-read one interval
+// after the previous re-read was due, not after its answer came.
 // A stall (a slow Vault, a starved node) hands every agent that waited on it
 // its answer at the same moment; counting from that moment would line them
 // all up, and they would stay lined up. It is never later than an interval
@@ -208,16 +215,17 @@ func (c *cache) snapshot() []entry {
 }
 
 // schedule decides what an entry needs next, from what Vault just granted.
-// Static secrets are re-read at the interval, leases are renewed at two
-// thirds of their life and re-issued at 85 % of the last grant once renewal
-// can no longer extend them; jitter (never later than that) spreads a
-// fleet's requests so agents started together do not stampede Vault.
+// Static secrets are re-read at the interval (spread by the agent's phase),
+// leases are renewed at two thirds of their life and re-issued at 85 % of
+// the last grant once renewal can no longer extend them; jitter (never
+// later than that) spreads a fleet's renewals so agents started together
+// do not stampede Vault.
 func schedule(e *entry, now time.Time, interval time.Duration) {
 	s := e.Secret
 	switch {
 	case e.Req.Op == tmpl.OpList || s == nil || s.LeaseID == "" && e.Req.Op == tmpl.OpRead:
 		e.Expires = time.Time{}
-		e.Action, e.Due = actionReread, now.Add(jitter(interval))
+		e.Action, e.Due = actionReread, now.Add(interval)
 	case s.LeaseID == "":
 		// A write without a lease (pki/issue): issued again at two thirds of
 		// its certificate's life when it has an expiration, else once.

@@ -36,13 +36,48 @@ func TestFirstRereadSpreadOverTheInterval(t *testing.T) {
 		}
 		counts[min(int(d*bins/interval), bins-1)]++
 	}
-	// Uniform up to the jittered interval (90 to 100 % of it): each of the
-	// first nine tenths holds about 105 of 1000 agents (binomial, standard
-	// deviation 10; the bounds are 5 of it), the last tenth fewer.
-	for i, n := range counts[:bins-1] {
-		if n < 55 || n > 155 {
-			t.Errorf("tenth %d of the interval holds %d first re-reads of %d agents started together, want about 105: %v", i, n, agents, counts)
+	// Uniform over the interval: each tenth holds about 100 of 1000 agents
+	// (binomial, standard deviation 9.5; the bounds are 5 of it).
+	for i, n := range counts {
+		if n < 52 || n > 148 {
+			t.Errorf("tenth %d of the interval holds %d first re-reads of %d agents started together, want about 100: %v", i, n, agents, counts)
 		}
+	}
+}
+
+// TestOneAgentsSecretsShareItsPhase: the secrets an agent fetched together
+// are due together, so one pass re-reads them all and none is read early.
+func TestOneAgentsSecretsShareItsPhase(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	interval := 5 * time.Second
+	c := newCache()
+	for _, p := range []string{"secret/data/a", "secret/data/b", "secret/data/c"} {
+		e := &entry{Req: tmpl.Request{Op: tmpl.OpRead, Path: p}, Secret: &api.Secret{Data: map[string]any{"k": "v"}}, Fetched: now}
+		schedule(e, now, interval)
+		c.put(e)
+	}
+	first := c.next()
+	if due := c.due(first); len(due) != 3 {
+		t.Fatalf("%d of 3 secrets fetched together are due at the agent's first re-read", len(due))
+	}
+}
+
+// TestRereadPeriodIsTheInterval: at idle an agent re-reads a static secret
+// exactly once per interval, so it asks Vault no more often than the
+// interval says (nor later, which would delay a rotation).
+func TestRereadPeriodIsTheInterval(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	interval := 5 * time.Second
+	c := newCache()
+	fetched(c, now, interval)
+	at := c.next()
+	for range 100 {
+		fetched(c, at, interval)
+		next := c.next()
+		if step := next.Sub(at); step != interval {
+			t.Fatalf("re-read %s after the previous one, want exactly %s", step, interval)
+		}
+		at = next
 	}
 }
 
@@ -55,21 +90,23 @@ func TestLaterRereadsKeepTheirBeat(t *testing.T) {
 		fetched(c, now, interval)
 		before := c.next()
 		// The re-read's answer comes 20 s late (a stall). The next re-read
-		// is one jittered interval after the previous one was due, not
-		// after the late answer, and never more than an interval after it.
+		// is one interval after the previous one was due, not after the
+		// late answer, and never more than an interval after it.
 		answered := before.Add(20 * time.Second)
 		fetched(c, answered, interval)
 		due := c.next()
-		if step := due.Sub(before); step < interval*9/10 || step > interval {
-			t.Fatalf("re-read due %s after the previous one was due, want within [%s, %s]", step, interval*9/10, interval)
+		if step := due.Sub(before); step != interval {
+			t.Fatalf("re-read due %s after the previous one was due, want %s", step, interval)
 		}
 		if d := due.Sub(answered); d <= 0 || d > interval {
 			t.Fatalf("re-read due %s after the answer, want within (0, %s]", d, interval)
 		}
-		least, most = min(least, due.Sub(before)), max(most, due.Sub(before))
+		least, most = min(least, due.Sub(now)), max(most, due.Sub(now))
 	}
-	if most-least < interval/20 {
-		t.Errorf("1000 re-read steps within %s of each other; jitter should spread them over about %s", most-least, interval/10)
+	// The agents' phases differ, so their re-reads after the stall are
+	// still spread over most of an interval.
+	if most-least < interval/2 {
+		t.Errorf("1000 agents' re-reads after a stall fall within %s of each other; their phases should spread them over most of %s", most-least, interval)
 	}
 }
 
