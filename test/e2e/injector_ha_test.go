@@ -215,7 +215,7 @@ func startHALoad(t *testing.T, front string) *haLoad {
 				switch {
 				case ctx.Err() != nil:
 				case err != nil:
-					l.fail(&l.admissionErrs, fmt.Sprintf("%s %v", time.Now().Format("15:04:05.000"), err))
+					l.fail(&l.admissionErrs, fmt.Sprintf("%s %v", stamp(), err))
 				case pod.Annotations[mutate.AnnotationStatus] != mutate.StatusInjected:
 					l.fail(&l.admissionErrs, "admitted without injection")
 				default:
@@ -259,7 +259,7 @@ func (l *haLoad) handshake(ctx context.Context, front string) {
 		l.handshakes.Add(1)
 	case ctx.Err() != nil:
 	case errors.As(err, &verify) || errors.As(err, &alert):
-		l.fail(&l.handshakeErrs, fmt.Sprintf("%s %v", time.Now().Format("15:04:05.000"), err))
+		l.fail(&l.handshakeErrs, fmt.Sprintf("%s %v", stamp(), err))
 	default:
 		// A connection dropped by a replica stopping is not a TLS failure.
 		l.mu.Lock()
@@ -371,7 +371,7 @@ func TestInjectorReplicasUnderFaults(t *testing.T) {
 	load := startHALoad(t, front.addr())
 	time.Sleep(3 * time.Second)
 
-	t.Log("phase 1: the leader stops while the CA is due")
+	t.Log(stamp(), "phase 1: the leader stops while the CA is due")
 	aWrites, bWrites := a.writes(), b.writes()
 	dueCA(t, ctx)
 	if err := a.inj.Stop(); err != nil {
@@ -388,9 +388,17 @@ func TestInjectorReplicasUnderFaults(t *testing.T) {
 	if a.writes() != aWrites {
 		t.Errorf("phase 1: replica a (stopped, then a follower) wrote %d times", a.writes()-aWrites)
 	}
-	t.Logf("phase 1: b wrote %d times; admitted %d so far", b.writes()-bWrites, load.admitted.Load())
+	// Both replicas must serve the new CA's certificate before the next
+	// rotation drops the CA before it: two rotations seconds apart are this
+	// test's doing, a loader polls every 5 s.
+	for _, r := range []*replica{a, b} {
+		if err := r.inj.WaitServing(ctx, currentCA(t, ctx)); err != nil {
+			t.Fatalf("replica %s never served the new CA's certificate: %v", r.name, err)
+		}
+	}
+	t.Logf("%s phase 1: b wrote %d times; admitted %d so far", stamp(), b.writes()-bWrites, load.admitted.Load())
 
-	t.Log("phase 2: the leader loses the API server while the CA is due")
+	t.Log(stamp(), "phase 2: the leader loses the API server while the CA is due")
 	aWrites, bWrites = a.writes(), b.writes()
 	before := strings.Count(a.log.String(), "rotated CA")
 	dueCA(t, ctx)
@@ -405,7 +413,7 @@ func TestInjectorReplicasUnderFaults(t *testing.T) {
 		t.Errorf("phase 2: replica b, cut off, still wrote %d times", b.writes()-bWrites)
 	}
 	bErr := b.inj.Stop()
-	t.Logf("phase 2: replica b, cut off the API server, ended with: %v", bErr)
+	t.Logf("%s phase 2: replica b, cut off the API server, ended with: %v", stamp(), bErr)
 	b.api.setCut(false)
 	b.run(t)
 	if err := b.inj.WaitServing(ctx, waitBundle(t, ctx, 2)); err != nil {
@@ -432,6 +440,18 @@ func TestInjectorReplicasUnderFaults(t *testing.T) {
 		t.Errorf("replica b, restarted as a follower, wrote %d times", b.writes()-bWrites)
 	}
 	t.Logf("writes: a %d, b %d in phase 2", a.writes()-aWrites, b.writes()-bWrites)
+}
+
+func stamp() string { return time.Now().Format("15:04:05.000") }
+
+// currentCA is the CA certificate the Secret holds now.
+func currentCA(t *testing.T, ctx context.Context) []byte {
+	t.Helper()
+	s := &corev1.Secret{}
+	if err := kube.Client.Get(ctx, client.ObjectKey{Namespace: haNamespace, Name: haSecret}, s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Data[certs.CACertKey]
 }
 
 // waitBundle waits until the webhook's caBundle holds at least n CAs and
