@@ -16,6 +16,7 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/blinkchamber/blinkchamber/pkg/mutate"
 	"github.com/blinkchamber/blinkchamber/test/harness"
@@ -155,6 +156,8 @@ func TestBootstrapDevelopment(t *testing.T) {
 	defer cancel()
 	e := newBootEnv(t, ctx, "boot")
 	phases := strings.Fields(managedPhases)
+	scan := harness.NewLeakScan(kube)
+	scan.Processes("blinkchamber", "blinkchamber-agent")
 
 	t.Run("plan on a fresh Vault changes nothing", func(t *testing.T) {
 		out := e.mustRun(t, ctx, append([]string{"plan"}, phases...)...)
@@ -251,6 +254,7 @@ func TestBootstrapDevelopment(t *testing.T) {
 		if kv.Data["password"] == password || kv.Data["username"] != "shop" {
 			t.Fatal("rotate did not replace the password, or touched the username")
 		}
+		scan.Secret("generated password before rotation", password)
 		password, _ = kv.Data["password"].(string)
 	})
 
@@ -315,6 +319,22 @@ func TestBootstrapDevelopment(t *testing.T) {
 	t.Run("no secret value, key or token in the output", func(t *testing.T) {
 		keys := readKeys(t, e.keys)
 		assertNoLeak(t, e.allOutput.String(), append(keys, password)...)
+	})
+
+	t.Run("no secret value, key or token in any Event, annotation, metric or argument list", func(t *testing.T) {
+		for i, k := range readKeys(t, e.keys) {
+			scan.Secret(fmt.Sprintf("key store entry %d", i+1), k)
+		}
+		scan.Secret("generated password", password)
+		scan.Output("bootstrap output", &e.allOutput)
+		scan.Namespaces("boot-shop", "boot-billing", "boot-system")
+		scan.Gatherer("injector /metrics", crmetrics.Registry)
+		if err := scan.Check(ctx); err != nil {
+			t.Error(err)
+		}
+		if scan.Sampled() == 0 {
+			t.Error("the leak scan saw no blinkchamber process: argument lists were not checked")
+		}
 	})
 }
 
