@@ -65,6 +65,7 @@ bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) run ./test/bench/agentbench -out docs/benchmarks.md -plots docs/benchmarks -sizes 1,10,50 -starts 20 -replicas 3 -idle 5m0s -render-interval 5s -rotation-intervals 1s,5s -rotations 50
 	mkdir -p docs/benchmarks && $(GO) run ./test/bench/fleetbench -out docs/benchmarks.md -plot docs/benchmarks/fleet.png
+	$(GO) run ./test/bench/webhookbench -out docs/benchmarks.md -plot-dir docs/benchmarks
 
 ## soak: 200 agents for 10 minutes, 30 s token TTLs, rotating secrets; then the
 ## webhook under 64 concurrent clients for 60 s; not run by CI

@@ -61,7 +61,8 @@ type served struct {
 // startInjector runs the built injector as its own process with mounted
 // certificates (cert-manager style), talking to kube through a kubeconfig,
 // with the default mode resolved from the API server as in a cluster.
-func startInjector(ctx context.Context, bin, dir string, kube *harness.Kube) (*served, error) {
+// A non-empty gogc is the injector's GOGC.
+func startInjector(ctx context.Context, bin, dir string, kube *harness.Kube, gogc string) (*served, error) {
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	if err := kube.WriteKubeconfig(kubeconfig); err != nil {
 		return nil, err
@@ -94,6 +95,9 @@ func startInjector(ctx context.Context, bin, dir string, kube *harness.Kube) (*s
 		"--agent-image", "ghcr.io/blinkchamber/agent:dev", "--vault-addr", "https://vault.vault.svc:8200",
 		"--metrics-bind-address", addr(ports[1]), "--health-probe-bind-address", addr(ports[2]))
 	s.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	if gogc != "" {
+		s.cmd.Env = append(s.cmd.Env, "GOGC="+gogc)
+	}
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()

@@ -90,3 +90,38 @@ func TestFlatness(t *testing.T) {
 		}
 	}
 }
+
+func TestParseBench(t *testing.T) {
+	out := "goos: linux\nBenchmarkAdmission/secrets=3-2   \t    2000\t   612345 ns/op\t  401234 cpu-ns/op\t  223253 B/op\t    3179 allocs/op\nPASS\n"
+	lines := parseBench(out)
+	if len(lines) != 1 || lines[0].name != "BenchmarkAdmission/secrets=3-2" {
+		t.Fatalf("parseBench = %+v", lines)
+	}
+	want := map[string]float64{"ns/op": 612345, "cpu-ns/op": 401234, "B/op": 223253, "allocs/op": 3179}
+	for unit, v := range want {
+		if lines[0].metrics[unit] != v {
+			t.Errorf("%s = %v, want %v", unit, lines[0].metrics[unit], v)
+		}
+	}
+}
+
+func TestCumShares(t *testing.T) {
+	top := `      flat  flat%   sum%        cum   cum%
+         0     0%     0%      1.10s 32.54%  gomodules.xyz/jsonpatch/v2.CreatePatch
+     0.01s   0.3%   0.3%      0.29s  8.58%  github.com/blinkchamber/blinkchamber/pkg/mutate.Mutate
+`
+	got := cumShares(top)
+	if len(got) != 2 || got[0].percent != 32.54 || got[1].percent != 8.58 {
+		t.Fatalf("cumShares = %+v", got)
+	}
+}
+
+func TestInjectorGOGC(t *testing.T) {
+	for v, ok := range map[string]bool{"": true, "400": true, "off": true, "0": false, "lots": false} {
+		o := defaultOptions()
+		o.injectorGOGC = v
+		if err := o.validate(); (err == nil) != ok {
+			t.Errorf("-injector-gogc %q: %v", v, err)
+		}
+	}
+}

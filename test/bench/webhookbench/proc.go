@@ -2,61 +2,29 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
-)
 
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times; 100 on every
-// Linux architecture Go supports.
-const clockTicks = 100
+	"github.com/blinkchamber/blinkchamber/test/bench/procstat"
+)
 
 // processCPU is the user+system CPU time of pid so far.
 func processCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s, err := procstat.ReadStat(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command name may hold spaces; fields count from after its ")".
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	// utime and stime are fields 14 and 15 of the line, 12 and 13 here.
-	var ticks int64
-	for _, s := range f[11:13] {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	return time.Duration(s.CPU * float64(time.Second)), nil
 }
 
 // rssKiB is VmRSS of pid.
 func rssKiB(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	m, err := procstat.ReadMemory(pid)
+	return m.RSS, err
 }
 
 // goroutines reads go_goroutines from the injector's Prometheus endpoint.
@@ -81,30 +49,20 @@ func goroutines(ctx context.Context, metricsURL string) (int, error) {
 	return 0, fmt.Errorf("%s: no go_goroutines metric", metricsURL)
 }
 
-// loadAvg is the first three fields of /proc/loadavg.
+// loadAvg is the machine's 1, 5 and 15 minute load, for the report.
 func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
+	l, err := procstat.LoadAverage()
 	if err != nil {
 		return "unknown"
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
+	return l
 }
 
-// memTotal is MemTotal from /proc/meminfo, in GiB.
+// memTotalGiB is the machine's memory, for the report.
 func memTotalGiB() float64 {
-	b, err := os.ReadFile("/proc/meminfo")
+	kib, err := procstat.MemInfoKiB("MemTotal")
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / (1 << 20)
-		}
-	}
-	return 0
+	return float64(kib) / (1 << 20)
 }

@@ -26,6 +26,8 @@ type results struct {
 	soak             *soakResult
 	sizes            []binarySize
 	vault            binarySize
+	bench            []benchLine
+	shares           []share
 	started, stopped time.Time
 }
 
@@ -44,12 +46,15 @@ func run(ctx context.Context, o options, args string) error {
 	if res.sizes, res.vault, err = sizes(ctx, repo, dir); err != nil {
 		return err
 	}
+	if res.bench, res.shares, err = inProcess(ctx, repo, dir); err != nil {
+		return err
+	}
 	kube, err := harness.StartKube(ctx, os.Stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = kube.Stop() }()
-	s, err := startInjector(ctx, filepath.Join(dir, "blinkchamber-injector"), dir, kube)
+	s, err := startInjector(ctx, filepath.Join(dir, "blinkchamber-injector"), dir, kube, o.injectorGOGC)
 	if err != nil {
 		return err
 	}
