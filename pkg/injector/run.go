@@ -13,6 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -62,7 +63,11 @@ func Run(ctx context.Context, cfg *Config, rc *rest.Config, log logr.Logger) err
 		if err != nil {
 			return fmt.Errorf("creating API client: %w", err)
 		}
-		if err := mgr.Add(certs.NewIssuer(direct, opts, log.WithName("cert-issuer"))); err != nil {
+		issuer, err := issuerRunnable(cfg, rc, certs.NewIssuer(direct, opts, log.WithName("cert-issuer")), log)
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(issuer); err != nil {
 			return err
 		}
 		if err := mgr.Add(certs.NewLoader(mgr.GetAPIReader(), opts, store, log.WithName("cert-loader"))); err != nil {
@@ -72,21 +77,31 @@ func Run(ctx context.Context, cfg *Config, rc *rest.Config, log logr.Logger) err
 	return mgr.Start(ctx)
 }
 
+// issuerRunnable runs the issuer on one replica at a time: through its own
+// lease with --leader-elect (a lost lease stops the issuer, not the
+// webhook), else on this replica alone.
+func issuerRunnable(cfg *Config, rc *rest.Config, issuer *certs.Issuer, log logr.Logger) (manager.Runnable, error) {
+	if !cfg.LeaderElect {
+		return manager.RunnableFunc(issuer.Start), nil
+	}
+	return certs.NewElected(rc, cfg.Namespace, leaseName, issuer.Start, log.WithName("cert-lease"))
+}
+
+// leaseName is the Lease that elects the replica issuing certificates.
+const leaseName = "blinkchamber-injector"
+
 func managerOptions(cfg *Config, store *certs.Store, log logr.Logger) ctrl.Options {
 	tlsOpts := []func(*tls.Config){hardenTLS}
 	if cfg.SelfManagedTLS() {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = store.GetCertificate })
 	}
 	return ctrl.Options{
-		Logger:                  log,
-		Metrics:                 metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
-		HealthProbeBindAddress:  cfg.HealthProbeBindAddress,
-		LeaderElection:          cfg.LeaderElect,
-		LeaderElectionID:        "blinkchamber-injector",
-		LeaderElectionNamespace: cfg.Namespace,
-		// The lease is released on shutdown so a rolling update hands
-		// certificate duty over at once.
-		LeaderElectionReleaseOnCancel: true,
+		Logger:                 log,
+		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
+		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
+		// No manager-wide election: it would end the process when a
+		// replica loses the API server (see issuerRunnable).
+		LeaderElection: false,
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host: cfg.Host, Port: cfg.Port, CertDir: cfg.CertDir, TLSOpts: tlsOpts,
 		}),
