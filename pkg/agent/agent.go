@@ -40,6 +40,7 @@ type Agent struct {
 	cfg       *Config
 	log       logr.Logger
 	vault     *api.Client
+	kv        kvMounts
 	templates []*tmpl.Template
 	cache     *cache
 	metrics   *metrics
@@ -312,9 +313,9 @@ func (a *Agent) do(ctx context.Context, req tmpl.Request) (*api.Secret, error) {
 	var err error
 	switch req.Op {
 	case tmpl.OpRead:
-		s, err = a.vault.Logical().ReadWithContext(ctx, req.Path)
+		s, err = a.vault.Logical().ReadWithContext(ctx, a.kv.apiPath(ctx, a.vault, req))
 	case tmpl.OpList:
-		s, err = a.vault.Logical().ListWithContext(ctx, req.Path)
+		s, err = a.vault.Logical().ListWithContext(ctx, a.kv.apiPath(ctx, a.vault, req))
 		if err == nil && s == nil {
 			return nil, nil // an empty list
 		}

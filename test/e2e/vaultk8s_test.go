@@ -106,6 +106,9 @@ path "secret/data/web/*" { capabilities = ["read"] }`
 		want := "data: map[password:kv2-s3cr3t payments_api_key:pay-abc123 username:web]\n" +
 			fmt.Sprintf("metadata: map[created_time:%s custom_metadata:<nil> deletion_time: destroyed:false version:1]\n", created)
 		waitFile(t, filepath.Join(dir, "db"), want, 20*time.Second)
+		// The same secret named without data/: the agent finds the mount
+		// is KV v2 and reads secret/data/web/db, as Vault Agent does.
+		waitFile(t, filepath.Join(dir, "short"), want, 20*time.Second)
 	})
 
 	t.Run("KV v2, the documentation's environment template", func(t *testing.T) {
@@ -175,6 +178,8 @@ func vaultDocsPod(ns, sa string) *corev1.Pod {
 			"vault.hashicorp.com/agent-inject-secret-config":   "kv/web/config",
 			"vault.hashicorp.com/agent-inject-secret-db":       "secret/data/web/db",
 			"vault.hashicorp.com/agent-inject-secret-payments": "secret/data/web/db",
+			// KV v2 as Vault Agent users often write it, without data/.
+			"vault.hashicorp.com/agent-inject-secret-short": "secret/web/db",
 			"vault.hashicorp.com/agent-inject-template-payments": `{{ with secret "secret/data/web/db" -}}
   export api_key="{{ .Data.data.payments_api_key }}"
 {{- end }}
