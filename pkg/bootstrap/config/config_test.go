@@ -346,6 +346,9 @@ func TestParseRefusesBadYAML(t *testing.T) {
 		"too large":          "# " + strings.Repeat("x", MaxFileSize) + "\n",
 		"tab indentation":    "vault:\n\taddress: a\n",
 		"non-string map key": "apps:\n  - name: shop\n    secrets:\n      - name: db\n        data: {[a]: b}\n",
+		"alias":              "environment: &e development\nvault: {address: *e}\n",
+		"billion laughs": "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n" +
+			"d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n",
 	}
 	for name, doc := range cases {
 		t.Run(name, func(t *testing.T) {

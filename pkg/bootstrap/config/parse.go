@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -77,6 +78,9 @@ func Parse(data []byte) (*Config, error) {
 	if err := singleDocument(data); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	if err := noAliases(data); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	// Strict: a key given twice in one mapping is refused.
 	j, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
@@ -117,6 +121,36 @@ func Parse(data []byte) (*Config, error) {
 
 // singleDocument refuses a stream of several YAML documents: only the first
 // would be read, and the others silently ignored.
+// noAliases refuses YAML aliases (*name). A config has no use for them,
+// and expanding nested ones (a "billion laughs") would take the bootstrap
+// minutes and gigabytes before any check ran. The node tree read here
+// keeps aliases unexpanded, so this costs one plain parse.
+func noAliases(data []byte) error {
+	var root yamlv3.Node
+	if err := yamlv3.Unmarshal(data, &root); err != nil {
+		return nil // the strict parse after this reports it with context
+	}
+	var alias *yamlv3.Node
+	var walk func(n *yamlv3.Node)
+	walk = func(n *yamlv3.Node) {
+		if alias != nil {
+			return
+		}
+		if n.Kind == yamlv3.AliasNode {
+			alias = n
+			return
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&root)
+	if alias != nil {
+		return fmt.Errorf("line %d: YAML aliases (*%s) are not supported; write the value out", alias.Line, alias.Value)
+	}
+	return nil
+}
+
 func singleDocument(data []byte) error {
 	if !bytes.Contains(data, []byte("---")) {
 		return nil
