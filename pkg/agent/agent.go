@@ -53,6 +53,7 @@ type Agent struct {
 	// vaultMu serialises token changes against requests that use it.
 	vaultMu sync.Mutex
 	auth    *api.Secret
+	authAt  time.Time // when auth was installed: its LeaseDuration counts from then
 	// rendered is the cache version of the last complete render; an equal
 	// version means the files are current and nothing needs executing.
 	rendered uint64
@@ -196,11 +197,15 @@ func (a *Agent) resume(ctx context.Context) {
 		return
 	}
 	a.setAuth(st.Auth)
-	if ok, err := tokenValid(ctx, a.vault); !ok {
+	ok, left, err := tokenLeft(ctx, a.vault)
+	if !ok {
 		a.log.Info("the init container's token is not valid any more; logging in", "reason", fmt.Sprint(err))
 		a.setAuth(nil)
 		return
 	}
+	// The token was issued when the init container logged in: its first
+	// renewal is due by what it has left now, not by its full TTL.
+	a.setAuth(withTTL(st.Auth, left))
 	for i := range st.Entries {
 		a.cache.put(&st.Entries[i])
 	}

@@ -152,20 +152,34 @@ func TestFleetIdleRequestRate(t *testing.T) {
 	t.Logf("%d agents, %s interval: mean %.0f re-reads/s, busiest second %d (%.2f x mean)", agents, interval, mean, busiest, float64(busiest)/mean)
 }
 
-func TestReloginOfUnrenewableTokensSpread(t *testing.T) {
-	const ttl = 3600 // seconds
-	earliest, latest := time.Duration(ttl)*time.Second, time.Duration(0)
-	for range 1000 {
-		d := reloginAfter(ttl)
-		if d < 2592*time.Second || d > 2880*time.Second {
-			t.Fatalf("re-login after %s of a 1h token, want 72 to 80 %% of it", d)
-		}
-		earliest, latest = min(earliest, d), max(latest, d)
-	}
-	// 1000 agents that logged in together: their next logins span most of
-	// the 288 s jitter window, not one instant.
-	if latest-earliest < 200*time.Second {
-		t.Errorf("1000 re-logins within %s of each other, want them spread over about 288s", latest-earliest)
+// TestTokenScheduleSpread: a token's first renewal (a renewable token) or
+// its replacement (one that cannot be renewed) comes at its share of the
+// TTL less jitter, so that 1000 agents that logged in together do not ask
+// Vault again together.
+func TestTokenScheduleSpread(t *testing.T) {
+	const ttl = time.Hour
+	for _, tc := range []struct {
+		name     string
+		after    func() time.Duration
+		from, to time.Duration // 0.9 and 1 times the share
+	}{
+		{"first renewal", func() time.Duration { return renewAfter(ttl) }, 2160 * time.Second, 2400 * time.Second},
+		{"re-login of an unrenewable token", func() time.Duration { return reloginAfter(int(ttl / time.Second)) }, 2592 * time.Second, 2880 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			earliest, latest := ttl, time.Duration(0)
+			for range 1000 {
+				d := tc.after()
+				if d < tc.from || d > tc.to {
+					t.Fatalf("%s after %s of a 1h token, want within [%s, %s]", tc.name, d, tc.from, tc.to)
+				}
+				earliest, latest = min(earliest, d), max(latest, d)
+			}
+			// Spread over most of the jitter window, not one instant.
+			if window := tc.to - tc.from; latest-earliest < window*2/3 {
+				t.Errorf("1000 agents' %ss within %s of each other, want them spread over about %s", tc.name, latest-earliest, window)
+			}
+		})
 	}
 }
 

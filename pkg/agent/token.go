@@ -18,7 +18,7 @@ func (a *Agent) token() string {
 func (a *Agent) setAuth(s *api.Secret) {
 	a.vaultMu.Lock()
 	defer a.vaultMu.Unlock()
-	a.auth = s
+	a.auth, a.authAt = s, time.Now()
 	if s == nil || s.Auth == nil {
 		a.vault.ClearToken()
 		return
@@ -40,10 +40,19 @@ func (a *Agent) clearToken(failed string) bool {
 	return true
 }
 
-func (a *Agent) currentAuth() *api.Secret {
+// currentAuth is the token's login answer and when it was installed.
+func (a *Agent) currentAuth() (*api.Secret, time.Time) {
 	a.vaultMu.Lock()
 	defer a.vaultMu.Unlock()
-	return a.auth
+	return a.auth, a.authAt
+}
+
+// withTTL is s with ttl as the token's lease duration.
+func withTTL(s *api.Secret, ttl time.Duration) *api.Secret {
+	c, auth := *s, *s.Auth
+	auth.LeaseDuration = int(ttl / time.Second)
+	c.Auth = &auth
+	return &c
 }
 
 // login authenticates once and installs the token.
@@ -73,7 +82,7 @@ func (a *Agent) requestRelogin() {
 // off exponentially with jitter.
 func (a *Agent) keepToken(ctx context.Context) {
 	for ctx.Err() == nil {
-		a.watchToken(ctx, a.currentAuth())
+		a.watchToken(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -105,19 +114,29 @@ func (a *Agent) keepToken(ctx context.Context) {
 }
 
 // watchToken returns when the token needs replacing or ctx ends.
-func (a *Agent) watchToken(ctx context.Context, s *api.Secret) {
+func (a *Agent) watchToken(ctx context.Context) {
+	s, at := a.currentAuth()
 	if s == nil || s.Auth == nil {
 		return
 	}
+	ttl := time.Duration(s.Auth.LeaseDuration) * time.Second
 	if !s.Auth.Renewable {
-		select {
-		case <-ctx.Done():
-		case <-a.relogin:
-		case <-time.After(reloginAfter(s.Auth.LeaseDuration)):
-		}
+		a.sleep(ctx, time.Until(at.Add(reloginAfter(s.Auth.LeaseDuration))))
 		return
 	}
-	w, err := a.vault.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: s})
+	// Vault's lifetime watcher renews as soon as it starts: started at
+	// login, it would renew a token Vault has just issued, one wasted
+	// request per agent start. So it starts when the first renewal is due,
+	// with what the token has left then.
+	if !a.sleep(ctx, time.Until(at.Add(renewAfter(ttl)))) {
+		return
+	}
+	left := time.Until(at.Add(ttl))
+	if left < time.Second {
+		a.log.Info("vault token expired before its renewal; logging in again")
+		return
+	}
+	w, err := a.vault.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: withTTL(s, left)})
 	if err != nil {
 		a.log.Error(err, "cannot watch the vault token; logging in again")
 		return
@@ -145,6 +164,29 @@ func (a *Agent) watchToken(ctx context.Context, s *api.Secret) {
 			}
 		}
 	}
+}
+
+// sleep waits d; false when ctx ended or the token was found revoked first.
+func (a *Agent) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-a.relogin:
+		a.log.Info("vault token was revoked; logging in again")
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// renewAfter is when a token is first renewed: at 60 to 67 % of its life
+// (two thirds, as Vault's watcher renews later on, less up to 10 %
+// jitter), so that a fleet whose agents logged in together does not renew
+// together.
+func renewAfter(ttl time.Duration) time.Duration {
+	return jitter(ttl * 2 / 3)
 }
 
 // reloginAfter is when a token that cannot be renewed is replaced: at 72

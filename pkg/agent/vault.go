@@ -155,10 +155,23 @@ func classifyRead(err error, op, path string) error {
 // tokenValid asks Vault whether the current token still works; a 403 means
 // it was revoked or expired.
 func tokenValid(ctx context.Context, c *api.Client) (bool, error) {
-	_, err := c.Auth().Token().LookupSelfWithContext(ctx)
+	ok, _, err := tokenLeft(ctx, c)
+	return ok, err
+}
+
+// tokenLeft is tokenValid that also says how long the token has left.
+func tokenLeft(ctx context.Context, c *api.Client) (bool, time.Duration, error) {
+	s, err := c.Auth().Token().LookupSelfWithContext(ctx)
 	var re *api.ResponseError
 	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
-		return false, nil
+		return false, 0, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, 0, err
+	}
+	ttl, err := s.TokenTTL()
+	if err != nil {
+		return false, 0, fmt.Errorf("reading the token's TTL: %w", err)
+	}
+	return true, ttl, nil
 }

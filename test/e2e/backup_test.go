@@ -10,9 +10,6 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 )
 
 // TestBootstrapBackupRole: on a Vault with raft storage (as the chart runs
@@ -64,18 +61,13 @@ func TestBootstrapBackupRole(t *testing.T) {
 // with a TokenRequest token, as the app's agent would.
 func appClient(t *testing.T, ctx context.Context, e *bootEnv, namespace, sa string) *vaultapi.Client {
 	t.Helper()
-	tr, err := kube.Clientset.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"vault"}, ExpirationSeconds: ptr.To(int64(600))},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := saToken(t, ctx, namespace, sa)
 	c, err := e.vault.Client().Clone()
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.ClearToken()
-	s, err := c.Logical().WriteWithContext(ctx, "auth/kubernetes/login", map[string]any{"role": sa, "jwt": tr.Status.Token})
+	s, err := c.Logical().WriteWithContext(ctx, "auth/kubernetes/login", map[string]any{"role": sa, "jwt": token})
 	if err != nil || s == nil || s.Auth == nil {
 		t.Fatalf("login as %s/%s: %v", namespace, sa, err)
 	}

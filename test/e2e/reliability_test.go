@@ -19,7 +19,6 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -472,16 +471,7 @@ func TestAgentVerifiesVaultCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	tv := startTLSVault(t, ctx)
-	tr, err := kube.Clientset.CoreV1().ServiceAccounts("tls").CreateToken(ctx, "tls", &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"vault"}, ExpirationSeconds: ptr.To(int64(3600))},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(tr.Status.Token), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile, saToken := saTokenFile(t, ctx, "tls", "tls")
 	base := agent.Vault{Address: tv.addr, AuthPath: "auth/kubernetes", Role: "tls"}
 	const warning = "WARNING: Vault's TLS certificate is NOT verified"
 	var outputs []string
@@ -536,5 +526,5 @@ func TestAgentVerifiesVaultCertificate(t *testing.T) {
 			}
 		}
 	})
-	assertNoLeak(t, strings.Join(outputs, "\n"), "tls-vault-pw", tr.Status.Token)
+	assertNoLeak(t, strings.Join(outputs, "\n"), "tls-vault-pw", saToken)
 }
