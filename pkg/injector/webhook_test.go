@@ -11,7 +11,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/blinkchamber/blinkchamber/pkg/mutate"
 )
@@ -27,9 +26,7 @@ func testHandler(t testing.TB) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wh := newAdmissionWebhook(o, m, logr.Discard())
-	wh.RecoverPanic = ptr.To(false)
-	return &reviewGuard{next: wh, metrics: m, log: logr.Discard()}
+	return &podWebhook{opts: o, metrics: m, log: logr.Discard()}
 }
 
 // post sends body as the API server would and decodes the answer, which
@@ -85,6 +82,8 @@ func TestReviewEnvelopes(t *testing.T) {
 		{"unknown operation", review(v1, "AdmissionReview", request("PATCH", annotatedPod)), false, false, v1, `request.operation "PATCH"`},
 		{"malformed JSON", `{"apiVersion":`, false, false, "", "unexpected end of JSON input"},
 		{"request of the wrong type", review(v1, "AdmissionReview", `[1,2]`), false, false, "", "cannot unmarshal array"},
+		{"object that is not a pod", review(v1, "AdmissionReview", request("CREATE", `"pod"`)), false, false, v1, "request.object is not a pod"},
+		{"no object", review(v1, "AdmissionReview", request("CREATE", `null`)), false, false, v1, "request.object is empty"},
 	}
 	h := testHandler(t)
 	for _, tc := range cases {
@@ -129,4 +128,38 @@ func FuzzAdmissionReview(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReviewRequests: what is wrong with the HTTP request itself is
+// answered as a review too, with the code and a message saying what.
+func TestReviewRequests(t *testing.T) {
+	body := []byte(review("admission.k8s.io/v1", "AdmissionReview", request("CREATE", annotatedPod)))
+	cases := []struct {
+		name        string
+		body        []byte
+		contentType string
+		code        int32
+		message     string
+	}{
+		{"empty body", nil, "application/json", http.StatusBadRequest, "the request body is empty"},
+		{"not JSON", body, "application/yaml", http.StatusBadRequest, `Content-Type "application/yaml"`},
+		{"too large", append(body, bytes.Repeat([]byte(" "), maxReview)...), "application/json", http.StatusRequestEntityTooLarge, "larger than"},
+	}
+	h := testHandler(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(tc.body))
+			req.Header.Set("Content-Type", tc.contentType)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			var out admissionv1.AdmissionReview
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
+				t.Fatalf("answer is not an AdmissionReview response (%v): %s", err, rec.Body)
+			}
+			r := out.Response
+			if r.Allowed || r.Result == nil || r.Result.Code != tc.code || !strings.Contains(r.Result.Message, tc.message) {
+				t.Errorf("answer = %+v, want %d with %q", r.Result, tc.code, tc.message)
+			}
+		})
+	}
 }

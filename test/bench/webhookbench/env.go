@@ -61,8 +61,8 @@ type served struct {
 // startInjector runs the built injector as its own process with mounted
 // certificates (cert-manager style), talking to kube through a kubeconfig,
 // with the default mode resolved from the API server as in a cluster.
-// A non-empty gogc is the injector's GOGC.
-func startInjector(ctx context.Context, bin, dir string, kube *harness.Kube, gogc string) (*served, error) {
+// runtime is added to its environment (GOGC, GOMEMLIMIT).
+func startInjector(ctx context.Context, bin, dir string, kube *harness.Kube, runtime []string) (*served, error) {
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	if err := kube.WriteKubeconfig(kubeconfig); err != nil {
 		return nil, err
@@ -94,10 +94,7 @@ func startInjector(ctx context.Context, bin, dir string, kube *harness.Kube, gog
 		"--host", "127.0.0.1", "--port", strconv.Itoa(ports[0]), "--cert-dir", certDir,
 		"--agent-image", "ghcr.io/blinkchamber/agent:dev", "--vault-addr", "https://vault.vault.svc:8200",
 		"--metrics-bind-address", addr(ports[1]), "--health-probe-bind-address", addr(ports[2]))
-	s.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	if gogc != "" {
-		s.cmd.Env = append(s.cmd.Env, "GOGC="+gogc)
-	}
+	s.cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), runtime...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()

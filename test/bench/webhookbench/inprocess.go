@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -25,26 +26,31 @@ type share struct {
 // profiled are the functions whose shares the report gives; together they
 // say where one admission's CPU goes.
 var profiled = []share{
-	{label: "JSON patch: diff of the request's pod and the mutated pod", function: "gomodules.xyz/jsonpatch/v2.CreatePatch"},
-	{label: "pod decode from the review", function: "sigs.k8s.io/controller-runtime/pkg/webhook/admission.(*decoder).DecodeRaw"},
-	{label: "patch and response encoding", function: "sigs.k8s.io/controller-runtime/pkg/webhook/admission.(*Response).Complete"},
+	{label: "review and pod decode, one pass", function: "github.com/blinkchamber/blinkchamber/pkg/injector.readReview"},
 	{label: "mutation (pkg/mutate.Mutate)", function: "github.com/blinkchamber/blinkchamber/pkg/mutate.Mutate"},
 	{label: "of which the agent config check", function: "github.com/blinkchamber/blinkchamber/pkg/agent.(*Config).Validate"},
-	{label: "envelope check before decoding", function: "github.com/blinkchamber/blinkchamber/pkg/injector.checkEnvelope"},
+	{label: "JSON patch, all of it: both pods' changed fields to JSON, then the diff", function: "github.com/blinkchamber/blinkchamber/pkg/injector.podPatch"},
+	{label: "of which emptying the unchanged fields", function: "github.com/blinkchamber/blinkchamber/pkg/injector.emptyEqual"},
+	{label: "of which controller-runtime's diff", function: "gomodules.xyz/jsonpatch/v2.CreatePatch"},
+	{label: "patch operations to JSON", function: "sigs.k8s.io/controller-runtime/pkg/webhook/admission.(*Response).Complete"},
+	{label: "answer written", function: "github.com/blinkchamber/blinkchamber/pkg/injector.writeReview"},
 	{label: "garbage collector, background", function: "runtime.gcBgMarkWorker"},
 }
 
 // inProcess runs BenchmarkAdmission (one admission without TLS or
-// sockets) for every size, then profiles the size the comparison uses.
-func inProcess(ctx context.Context, repo, dir string) ([]benchLine, []share, error) {
+// sockets) for every size, then profiles the size the comparison uses,
+// with the injector's runtime settings in the environment.
+func inProcess(ctx context.Context, repo, dir string, runtimeEnv []string) ([]benchLine, []share, error) {
 	bin := filepath.Join(dir, "injector.test")
 	build := exec.CommandContext(ctx, "go", "test", "-c", "-o", bin, "./pkg/injector")
 	build.Dir = repo
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, nil, fmt.Errorf("building the injector's benchmark: %w\n%s", err, out)
 	}
-	out, err := exec.CommandContext(ctx, bin, "-test.run", "^$", "-test.bench", "^BenchmarkAdmission$",
-		"-test.benchmem", "-test.benchtime", "2000x").CombinedOutput()
+	bench := exec.CommandContext(ctx, bin, "-test.run", "^$", "-test.bench", "^BenchmarkAdmission$",
+		"-test.benchmem", "-test.benchtime", "2000x")
+	bench.Env = append(os.Environ(), runtimeEnv...)
+	out, err := bench.CombinedOutput()
 	if err != nil {
 		return nil, nil, fmt.Errorf("BenchmarkAdmission: %w\n%s", err, out)
 	}
@@ -53,8 +59,10 @@ func inProcess(ctx context.Context, repo, dir string) ([]benchLine, []share, err
 		return nil, nil, fmt.Errorf("BenchmarkAdmission printed no results:\n%s", out)
 	}
 	profile := filepath.Join(dir, "cpu.out")
-	if out, err := exec.CommandContext(ctx, bin, "-test.run", "^$", "-test.bench", fmt.Sprintf("^BenchmarkAdmission$/^secrets=%d$", targetSecrets),
-		"-test.benchtime", "4000x", "-test.cpuprofile", profile).CombinedOutput(); err != nil {
+	prof := exec.CommandContext(ctx, bin, "-test.run", "^$", "-test.bench", fmt.Sprintf("^BenchmarkAdmission$/^secrets=%d$", targetSecrets),
+		"-test.benchtime", "4000x", "-test.cpuprofile", profile)
+	prof.Env = append(os.Environ(), runtimeEnv...)
+	if out, err := prof.CombinedOutput(); err != nil {
 		return nil, nil, fmt.Errorf("profiling BenchmarkAdmission: %w\n%s", err, out)
 	}
 	top, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=100000", bin, profile).Output()
@@ -107,10 +115,10 @@ func cumShares(top string) []share {
 }
 
 // renderInProcess is the in-process part of the webhook section.
-func renderInProcess(b *strings.Builder, lines []benchLine, shares []share) {
+func renderInProcess(b *strings.Builder, lines []benchLine, shares []share, runtimeEnv []string) {
 	fmt.Fprintf(b, "\n### One admission in process (allocations and profile)\n\n")
-	fmt.Fprintf(b, "`go test -run '^$' -bench '^BenchmarkAdmission$' -benchmem -benchtime 2000x ./pkg/injector`: the same review through the webhook handler without TLS or sockets. "+
-		"cpu-ns/op is the process's CPU time per admission, GC included; on a shared machine it is steadier than ns/op, which counts time spent waiting for a core.\n\n")
+	fmt.Fprintf(b, "`%s go test -run '^$' -bench '^BenchmarkAdmission$' -benchmem -benchtime 2000x ./pkg/injector`: the same review through the webhook handler without TLS or sockets. "+
+		"cpu-ns/op is the process's CPU time per admission, GC included; on a shared machine it is steadier than ns/op, which counts time spent waiting for a core.\n\n", strings.Join(runtimeEnv, " "))
 	fmt.Fprintf(b, "| benchmark | ns/op | cpu-ns/op | B/op | allocs/op |\n|---|---|---|---|---|\n")
 	for _, l := range lines {
 		m := l.metrics

@@ -53,7 +53,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.soakSecrets, "soak-secrets", o.soakSecrets, "secrets per pod during the soak run")
 	fs.DurationVar(&o.sampleEvery, "sample-every", o.sampleEvery, "RSS and goroutine sampling period during the soak run")
 	fs.BoolVar(&o.http2, "http2", o.http2, "speak HTTP/2 over one connection, as the kube-apiserver's webhook client does; false: HTTP/1.1, one kept-alive connection per worker")
-	fs.StringVar(&o.injectorGOGC, "injector-gogc", o.injectorGOGC, "GOGC of the injector process (empty: Go's default, 100)")
+	fs.StringVar(&o.injectorGOGC, "injector-gogc", o.injectorGOGC, "GOGC of the injector process (empty: the chart's injector.goGC)")
 	fs.StringVar(&o.out, "out", o.out, "also write the \"webhook\" and \"sizes\" sections of this Markdown file")
 	fs.StringVar(&o.plotDir, "plot-dir", o.plotDir, "directory for the latency/throughput PNG (empty: no plot)")
 }

@@ -111,7 +111,7 @@ func TestCumShares(t *testing.T) {
      0.01s   0.3%   0.3%      0.29s  8.58%  github.com/blinkchamber/blinkchamber/pkg/mutate.Mutate
 `
 	got := cumShares(top)
-	if len(got) != 2 || got[0].percent != 32.54 || got[1].percent != 8.58 {
+	if len(got) != 2 || got[0].percent != 8.58 || got[1].percent != 32.54 { // in the order of profiled
 		t.Fatalf("cumShares = %+v", got)
 	}
 }

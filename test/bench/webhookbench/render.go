@@ -48,9 +48,8 @@ func renderWebhook(o options, res results) string {
 		"Each point: %s warm-up, then %s measured; the first answer of each point is decoded, its JSON patch applied and the injected pod checked; every answer must be HTTP 200 and allowed. "+
 		"Latency is seen by the client; CPU/admission is the injector process's user+system time over the measured part divided by admissions.\n\n",
 		proto, o.warmup, o.duration)
-	if o.injectorGOGC != "" {
-		fmt.Fprintf(&b, "The injector ran with GOGC=%s.\n\n", o.injectorGOGC)
-	}
+	fmt.Fprintf(&b, "The injector ran with %s in its environment, as the chart's Deployment sets them (injector.goGC, injector.goMemoryLimit) unless -injector-gogc says otherwise.\n\n",
+		strings.Join(res.runtimeEnv, " "))
 	fmt.Fprintf(&b, "| secrets | concurrency | admissions/s | p50 | p99 | max | injector CPU/admission |\n|---|---|---|---|---|---|---|\n")
 	for _, p := range res.points {
 		fmt.Fprintf(&b, "| %d | %d | %.0f | %s | %s | %s | %s |\n", p.secrets, p.concurrency, p.throughput,
@@ -63,7 +62,7 @@ func renderWebhook(o options, res results) string {
 	if res.soak != nil {
 		renderSoak(&b, o, *res.soak)
 	}
-	renderInProcess(&b, res.bench, res.shares)
+	renderInProcess(&b, res.bench, res.shares, res.runtimeEnv)
 	return b.String()
 }
 

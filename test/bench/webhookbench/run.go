@@ -28,6 +28,7 @@ type results struct {
 	vault            binarySize
 	bench            []benchLine
 	shares           []share
+	runtimeEnv       []string // the injector's GOGC and GOMEMLIMIT
 	started, stopped time.Time
 }
 
@@ -43,10 +44,13 @@ func run(ctx context.Context, o options, args string) error {
 	}
 	defer os.RemoveAll(dir)
 	res := results{args: args, http2: o.http2}
+	if res.runtimeEnv, err = runtimeEnv(repo, o.injectorGOGC); err != nil {
+		return err
+	}
 	if res.sizes, res.vault, err = sizes(ctx, repo, dir); err != nil {
 		return err
 	}
-	if res.bench, res.shares, err = inProcess(ctx, repo, dir); err != nil {
+	if res.bench, res.shares, err = inProcess(ctx, repo, dir, res.runtimeEnv); err != nil {
 		return err
 	}
 	kube, err := harness.StartKube(ctx, os.Stderr)
@@ -54,7 +58,7 @@ func run(ctx context.Context, o options, args string) error {
 		return err
 	}
 	defer func() { _ = kube.Stop() }()
-	s, err := startInjector(ctx, filepath.Join(dir, "blinkchamber-injector"), dir, kube, o.injectorGOGC)
+	s, err := startInjector(ctx, filepath.Join(dir, "blinkchamber-injector"), dir, kube, res.runtimeEnv)
 	if err != nil {
 		return err
 	}
