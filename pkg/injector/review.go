@@ -48,31 +48,33 @@ type podReview struct {
 }
 
 // podRequest is the v1 request with its object field, shadowed here (the
-// shallower field wins), read as a pod.
+// shallower field wins), read as a pod: nil when absent or null, as for
+// DELETE.
 type podRequest struct {
 	admissionv1.AdmissionRequest `json:",inline"`
-	Object                       objectPod `json:"object,omitempty"`
+	Pod                          *corev1.Pod `json:"object,omitempty"`
+	// podErr is why the object is not a pod, for admit to answer with.
+	podErr error
 }
 
-// objectPod is request.object decoded as a pod: nil when absent or null,
-// as for DELETE. An object that is not a pod leaves err set instead of
-// failing the whole review, which must still be answered with its uid.
-type objectPod struct {
-	pod *corev1.Pod
-	err error
-}
-
-func (o *objectPod) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
+// decodeReview decodes the body in one pass. A review whose object alone
+// is not a pod must still be answered with its uid, so when that pass
+// fails the body is decoded again with the object left raw.
+func decodeReview(body []byte) (*podReview, error) {
+	var review podReview
+	err := kjson.UnmarshalCaseSensitivePreserveInts(body, &review)
+	if err == nil {
+		return &review, nil
 	}
-	var pod corev1.Pod
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(b, &pod); err != nil {
-		o.err = err
-		return nil
+	var raw admissionv1.AdmissionReview
+	if rawErr := kjson.UnmarshalCaseSensitivePreserveInts(body, &raw); rawErr != nil {
+		return nil, rawErr
 	}
-	o.pod = &pod
-	return nil
+	review = podReview{TypeMeta: raw.TypeMeta}
+	if raw.Request != nil {
+		review.Request = &podRequest{AdmissionRequest: *raw.Request, podErr: err}
+	}
+	return &review, nil
 }
 
 // readReview reads and decodes the body once. Field names are matched
@@ -94,8 +96,8 @@ func readReview(r *http.Request) (*podReview, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		return nil, &reviewError{http.StatusBadRequest, fmt.Errorf("%w: Content-Type %q, want application/json", errBody, ct)}
 	}
-	var review podReview
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(body, &review); err != nil {
+	review, err := decodeReview(body)
+	if err != nil {
 		return nil, &reviewError{http.StatusBadRequest, fmt.Errorf("%w: %w", errBody, err)}
 	}
 	if err := checkEnvelope(review.TypeMeta); err != nil {
@@ -104,7 +106,7 @@ func readReview(r *http.Request) (*podReview, error) {
 	if review.Request == nil {
 		review.Request = &podRequest{}
 	}
-	return &review, nil
+	return review, nil
 }
 
 // checkEnvelope refuses any apiVersion but v1 and v1beta1: decoded into

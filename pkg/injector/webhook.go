@@ -71,7 +71,7 @@ func (h *podWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req := admission.Request{AdmissionRequest: review.Request.AdmissionRequest}
 	rec := &record{pod: req.Name}
-	resp := h.admit(req, review.Request.Object, rec)
+	resp := h.admit(req, review.Request, rec)
 	resp.Warnings = append(resp.Warnings, rec.outcome.Warnings...)
 	h.report(req, rec, resp, time.Since(start))
 	if err := resp.Complete(req); err != nil {
@@ -95,7 +95,7 @@ type record struct {
 }
 
 // admit checks the request, mutates the pod, and answers.
-func (h *podWebhook) admit(req admission.Request, object objectPod, rec *record) (resp admission.Response) {
+func (h *podWebhook) admit(req admission.Request, object *podRequest, rec *record) (resp admission.Response) {
 	if h.recoverPanic {
 		defer func() {
 			if p := recover(); p != nil {
@@ -107,10 +107,10 @@ func (h *podWebhook) admit(req admission.Request, object objectPod, rec *record)
 	if resp, done := checkRequest(req); done {
 		return resp
 	}
-	if object.err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("request.object is not a pod: %w", object.err))
+	if object.podErr != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("request.object is not a pod: %w", object.podErr))
 	}
-	pod := object.pod
+	pod := object.Pod
 	if pod == nil {
 		return admission.Errored(http.StatusBadRequest, errors.New("request.object is empty: there is no pod to mutate"))
 	}
