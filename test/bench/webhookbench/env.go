@@ -22,7 +22,7 @@ import (
 )
 
 // binaries are the three programs of the Dockerfile, built its way.
-type binaries struct{ injector, agent, cli string }
+type binaries struct{ injector, agent, cli, decodeOnly string }
 
 // build compiles the commands with the Dockerfile's flags (static,
 // stripped, trimmed, VERSION=dev) into dir.
@@ -31,12 +31,15 @@ func build(ctx context.Context, repo, dir string) (binaries, error) {
 		injector: filepath.Join(dir, "blinkchamber-injector"),
 		agent:    filepath.Join(dir, "blinkchamber-agent"),
 		cli:      filepath.Join(dir, "blinkchamber"),
+		// Not weighed: the decode-only reference webhook (see decodeonly).
+		decodeOnly: filepath.Join(dir, "decodeonly"),
 	}
 	const mod = "github.com/blinkchamber/blinkchamber"
 	for _, c := range []struct{ out, ldflags, pkg string }{
 		{b.agent, "-s -w -X " + mod + "/pkg/agent.Version=dev", "./cmd/agent"},
 		{b.injector, "-s -w", "./cmd/injector"},
 		{b.cli, "-s -w -X " + mod + "/pkg/cli.Version=dev", "./cmd/blinkchamber"},
+		{b.decodeOnly, "-s -w", "./test/bench/webhookbench/decodeonly"},
 	} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", c.ldflags, "-o", c.out, c.pkg)
 		cmd.Dir, cmd.Env = repo, append(os.Environ(), "CGO_ENABLED=0")
@@ -101,19 +104,19 @@ func startInjector(ctx context.Context, bin, dir string, kube *harness.Kube, run
 		return nil, fmt.Errorf("starting the injector: %w", err)
 	}
 	go func() { s.exited <- s.cmd.Wait(); logf.Close() }()
-	if err := s.waitReady(ctx, "http://"+addr(ports[2])+"/readyz"); err != nil {
+	if err := s.waitReady(ctx, http.DefaultClient, "http://"+addr(ports[2])+"/readyz"); err != nil {
 		s.stop()
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *served) waitReady(ctx context.Context, readyz string) error {
+func (s *served) waitReady(ctx context.Context, c *http.Client, readyz string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, readyz, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := c.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()

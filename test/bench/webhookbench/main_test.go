@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +124,32 @@ func TestInjectorGOGC(t *testing.T) {
 		if err := o.validate(); (err == nil) != ok {
 			t.Errorf("-injector-gogc %q: %v", v, err)
 		}
+	}
+}
+
+// TestRenderReference: the verdict on the ceiling follows the numbers.
+func TestRenderReference(t *testing.T) {
+	at := func(rate float64) []point {
+		return []point{{secrets: targetSecrets, concurrency: targetConcurrency, throughput: rate, p99: time.Millisecond}}
+	}
+	cases := []struct {
+		name                string
+		injector, reference float64
+		want                string
+	}{
+		{"ceiling below the target", 2500, 4000, "cannot be met by removing our own work"},
+		{"ceiling above the target", 2500, 9000, "its own work"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			renderReference(&b, at(tc.injector), at(tc.reference))
+			if !strings.Contains(b.String(), tc.want) {
+				t.Errorf("got %q, want it to contain %q", b.String(), tc.want)
+			}
+			if share := fmt.Sprintf("reached %.0f %%", 100*tc.injector/tc.reference); !strings.Contains(b.String(), share) {
+				t.Errorf("got %q, want %q", b.String(), share)
+			}
+		})
 	}
 }

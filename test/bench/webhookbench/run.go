@@ -29,6 +29,7 @@ type results struct {
 	bench            []benchLine
 	shares           []share
 	runtimeEnv       []string // the injector's GOGC and GOMEMLIMIT
+	reference        []point  // the decode-only webhook, target pod
 	started, stopped time.Time
 }
 
@@ -65,6 +66,9 @@ func run(ctx context.Context, o options, args string) error {
 	defer func() { _ = s.stop() }()
 	if err := measure(ctx, s, o, &res); err != nil {
 		return fmt.Errorf("%w (injector log: %s)", err, s.logPath)
+	}
+	if err := measureReference(ctx, s, o, dir, &res); err != nil {
+		return fmt.Errorf("decode-only reference: %w", err)
 	}
 	return write(o, res)
 }
@@ -130,6 +134,44 @@ func measure(ctx context.Context, s *served, o options, res *results) error {
 		fmt.Fprintf(os.Stderr, "soak: %.0f/s, RSS %d -> %d KiB, goroutines %d -> %d\n", sr.point.throughput, f.firstRSS, f.lastRSS, f.firstG, f.lastG)
 	}
 	res.stopped, res.loadAfter = time.Now(), loadAvg()
+	return nil
+}
+
+// measureReference drives the decode-only webhook with the target pod at
+// every concurrency, as the injector was driven, answering with the
+// injector's own answer to that review.
+func measureReference(ctx context.Context, inj *served, o options, dir string, res *results) error {
+	r, err := newRequest(targetSecrets)
+	if err != nil {
+		return err
+	}
+	c, err := inj.client(1, o.http2)
+	if err != nil {
+		return err
+	}
+	answer, err := post(ctx, c, inj.url, r.body)
+	if err != nil {
+		return err
+	}
+	ref, err := startDecodeOnly(ctx, filepath.Join(dir, "decodeonly"), dir, inj.caPEM, answer, res.runtimeEnv)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ref.stop() }()
+	rc, err := ref.client(slices.Max(o.concurrency), o.http2)
+	if err != nil {
+		return err
+	}
+	for _, conc := range o.concurrency {
+		rn, err := drive(ctx, rc, ref.url, r, conc, o.warmup, o.duration, ref.cmd.Process.Pid)
+		if err != nil {
+			return fmt.Errorf("concurrency %d: %w (log: %s)", conc, err, ref.logPath)
+		}
+		p := summarize(targetSecrets, conc, rn)
+		res.reference = append(res.reference, p)
+		fmt.Fprintf(os.Stderr, "decode-only conc=%d: %.0f/s p99 %s cpu/adm %s\n", conc, p.throughput, p.p99, p.cpuPerAdmission)
+	}
+	res.loadAfter = loadAvg()
 	return nil
 }
 
