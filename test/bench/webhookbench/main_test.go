@@ -83,6 +83,8 @@ func TestFlatness(t *testing.T) {
 	}{
 		{"steady", samples([]int64{40000, 41000, 40500, 41200}, []int{40, 44, 42, 43}), true},
 		{"memory grows", samples([]int64{40000, 41000, 46000, 52000}, []int{40, 44, 42, 43}), false},
+		{"one collection's peak late", samples([]int64{40000, 41000, 40500, 41200, 40800, 46000}, []int{40, 44, 42, 43, 42, 43}), true},
+		{"memory creeps up", samples([]int64{40000, 40500, 41000, 44000, 45000, 46000}, []int{40, 44, 42, 43, 42, 43}), false},
 		{"goroutines leak", samples([]int64{40000, 41000, 40500, 41200}, []int{40, 44, 60, 80}), false},
 	}
 	for _, tc := range cases {

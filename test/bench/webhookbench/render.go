@@ -132,7 +132,7 @@ func renderSoak(b *strings.Builder, o options, sr soakResult) {
 	fmt.Fprintf(b, "\n### Memory and goroutines under sustained load\n\n")
 	fmt.Fprintf(b, "%s at concurrency %d with %d-secret pods: %d admissions, %.0f/s, p99 %s. RSS (VmRSS of the injector process) and goroutines (its go_goroutines metric) sampled every %s; every %s shown. ",
 		o.soak, o.soakConcurrency, o.soakSecrets, sr.point.requests, sr.point.throughput, ms(sr.point.p99), o.sampleEvery, tableStep(o))
-	fmt.Fprintf(b, "Flat means the second half's maximum is within 10%% of the first half's for RSS and within 5 goroutines: %s (RSS %.1f -> %.1f MiB, goroutines %d -> %d).\n\n",
+	fmt.Fprintf(b, "Flat means the second half's median RSS is within 10%% of the first half's (the heap rises and falls with each collection; a leak lifts the whole second half) and its maximum goroutines within 5 of the first half's: %s (RSS %.1f -> %.1f MiB, goroutines %d -> %d).\n\n",
 		verdictWord(f.flat()), float64(f.firstRSS)/1024, float64(f.lastRSS)/1024, f.firstG, f.lastG)
 	fmt.Fprintf(b, "| time | RSS | goroutines |\n|---|---|---|\n")
 	step := tableStep(o)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -60,23 +61,39 @@ func soak(ctx context.Context, c *http.Client, s *served, r request, o options) 
 // flatness compares the second half of the samples with the first: RSS
 // must not grow by more than 10% and goroutines by more than 5, so a leak of
 // one goroutine or a few KiB per request (thousands per second) shows.
+// flatness compares the two halves of a soak run. RSS is compared by
+// median: the heap rises and falls with each collection (five-fold with
+// the chart's GOGC=400), so one half's single highest sample says little,
+// while a leak lifts the whole second half. Goroutines are compared by
+// maximum.
 type flatness struct {
-	firstRSS, lastRSS int64 // maximum KiB in each half
+	firstRSS, lastRSS int64 // median KiB in each half
 	firstG, lastG     int   // maximum goroutines in each half
 }
 
 func (r soakResult) flatness() flatness {
 	var f flatness
 	half := len(r.samples) / 2
+	var rss [2][]int64
 	for i, s := range r.samples {
-		rss, g := &f.firstRSS, &f.firstG
+		h, g := 0, &f.firstG
 		if i >= half {
-			rss, g = &f.lastRSS, &f.lastG
+			h, g = 1, &f.lastG
 		}
-		*rss = max(*rss, s.rssKiB)
+		rss[h] = append(rss[h], s.rssKiB)
 		*g = max(*g, s.goroutines)
 	}
+	f.firstRSS, f.lastRSS = median(rss[0]), median(rss[1])
 	return f
+}
+
+func median(v []int64) int64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func (f flatness) flat() bool {
