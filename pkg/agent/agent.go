@@ -43,7 +43,7 @@ type Agent struct {
 	kv        kvMounts
 	templates []*tmpl.Template
 	cache     *cache
-	metrics   *metrics
+	metrics   *agentMetrics
 	status    *status
 	requests  atomic.Int64
 	relogin   chan struct{}

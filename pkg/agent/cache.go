@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	dep "github.com/hashicorp/consul-template/dependency"
 	"github.com/hashicorp/vault/api"
 
 	tmpl "github.com/blinkchamber/blinkchamber/pkg/template"
@@ -72,7 +71,7 @@ func (c *cache) lookup(r tmpl.Request) (any, bool) {
 	if r.Op == tmpl.OpList {
 		return e.List, true
 	}
-	return toDep(e.Secret), true
+	return toSecret(e.Secret), true
 }
 
 func (c *cache) put(e *entry) {
@@ -275,13 +274,12 @@ func jitter(d time.Duration) time.Duration {
 	return d - time.Duration(rand.Int64N(int64(d)/10+1))
 }
 
-// toDep converts Vault's answer to the type consul-template's functions
-// return, so templates written for consul-template work unchanged.
-func toDep(s *api.Secret) *dep.Secret {
+// toSecret converts Vault's answer to what `secret` gives templates.
+func toSecret(s *api.Secret) *tmpl.Secret {
 	if s == nil {
 		return nil
 	}
-	d := &dep.Secret{
+	d := &tmpl.Secret{
 		RequestID: s.RequestID, LeaseID: s.LeaseID, LeaseDuration: s.LeaseDuration,
 		Renewable: s.Renewable, Data: s.Data, Warnings: s.Warnings,
 	}

@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Handler serves /healthz (the process answers), /startupz (the first
@@ -32,7 +30,7 @@ func (a *Agent) Handler() http.Handler {
 		}
 		fmt.Fprintln(w, why)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", a.metrics.registry.Handler())
 	return mux
 }
 
@@ -40,7 +38,7 @@ func (a *Agent) Handler() http.Handler {
 // localhost, and readiness details are not for other pods.
 func (a *Agent) MetricsHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", a.metrics.registry.Handler())
 	return mux
 }
 

@@ -1,6 +1,7 @@
 package template
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sort"
@@ -9,9 +10,6 @@ import (
 	"sync/atomic"
 	gotemplate "text/template"
 	"time"
-
-	dep "github.com/hashicorp/consul-template/dependency"
-	ct "github.com/hashicorp/consul-template/template"
 )
 
 // Op is the kind of Vault request a template makes.
@@ -54,16 +52,16 @@ func (r Request) Key() string {
 }
 
 // Lookup returns what Vault answered to a request, if the agent has it:
-// a *dep.Secret for reads and writes, a []string for lists.
+// a *Secret for reads and writes, a []string for lists.
 type Lookup func(Request) (any, bool)
 
 // Template is one parsed, sandbox-checked template.
 type Template struct {
 	name string
-	ct   *ct.Template
-	// consul-template fixes its function map when the template is created;
-	// our Vault functions reach the current execution through cur, and mu
-	// keeps executions of one template one at a time.
+	tmpl *gotemplate.Template
+	// The template is parsed once, with its functions bound; the Vault
+	// functions reach the current execution through cur, and mu keeps
+	// executions of one template one at a time.
 	mu  sync.Mutex
 	cur *recorder
 	// overrun is set while an execution that exceeded RenderTimeout is
@@ -74,28 +72,68 @@ type Template struct {
 
 // New validates text against the sandbox and prepares it for rendering.
 func New(name, text string) (*Template, error) {
-	if err := Validate(text); err != nil {
+	used, err := check(text)
+	if err != nil {
 		return nil, err
 	}
 	t := &Template{name: name}
-	c, err := ct.NewTemplate(&ct.NewTemplateInput{
-		Contents: text,
-		// A missing key is an error, never an empty value in a file.
-		ErrMissingKey: true,
-		// Our own Vault functions replace consul-template's, which would
-		// fetch through its own client and watcher.
-		ExtFuncMap: gotemplate.FuncMap{
-			"secret":  func(path string, rest ...string) (*dep.Secret, error) { return t.cur.secret(path, rest...) },
-			"secrets": func(path string) ([]string, error) { return t.cur.secrets(path) },
-			"loop":    func(args ...any) ([]int64, error) { return t.cur.loop(args...) },
-		},
-		FunctionDenylist: Denylist(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSyntax, err)
+	funcs := gotemplate.FuncMap{}
+	for n := range used {
+		if f := t.function(n); f != nil {
+			funcs[n] = f
+		}
 	}
-	t.ct = c
+	// consul-template names its template "" (so does `{{ template "" }}`);
+	// a missing key is an error, never an empty value in a file.
+	t.tmpl, err = gotemplate.New("").Option("missingkey=error").Funcs(funcs).Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrSyntax, syntaxReason(err))
+	}
 	return t, nil
+}
+
+// function is the implementation of an allowed function name; nil for
+// text/template's builtins. Only the functions a template calls are bound
+// to it: all of them, sprig's included, would cost every template a few
+// hundred map entries.
+func (t *Template) function(name string) any {
+	switch name {
+	case "secret":
+		return func(path string, rest ...string) (*Secret, error) { return t.cur.secret(path, rest...) }
+	case "secrets":
+		return func(path string) ([]string, error) { return t.cur.secrets(path) }
+	case "loop":
+		return func(args ...any) ([]int64, error) { return t.cur.loop(args...) }
+	case "scratch":
+		return func() *Scratch { return &t.cur.scratch }
+	case "executeTemplate":
+		return t.executeTemplate
+	}
+	if f, ok := helpers[name]; ok {
+		return f
+	}
+	if n, ok := strings.CutPrefix(name, "sprig_"); ok {
+		return sprigFuncs()[n]
+	}
+	return nil
+}
+
+// executeTemplate renders the named template of this one, with data as
+// its dot when given.
+func (t *Template) executeTemplate(name string, data ...any) (string, error) {
+	var dot any
+	switch len(data) {
+	case 0:
+	case 1:
+		dot = data[0]
+	default:
+		return "", fmt.Errorf("executeTemplate: wrong number of arguments, expected 1 or 2, but got %d", len(data)+1)
+	}
+	var b bytes.Buffer
+	if err := t.tmpl.ExecuteTemplate(&b, name, dot); err != nil {
+		return "", err
+	}
+	return b.String(), nil
 }
 
 // Name is the template's name (the secret it renders).
@@ -145,11 +183,9 @@ func (t *Template) execute(lookup Lookup) executed {
 	rec := &recorder{lookup: lookup, seen: map[string]bool{}}
 	t.cur = rec
 	defer func() { t.cur = nil }()
-	res, err := t.ct.Execute(&ct.ExecuteInput{Brain: ct.NewBrain()})
-	r := &Result{Used: rec.used, Missing: rec.missing}
-	if res != nil {
-		r.Output = res.Output
-	}
+	var out bytes.Buffer
+	err := t.tmpl.Execute(&out, nil)
+	r := &Result{Used: rec.used, Missing: rec.missing, Output: out.Bytes()}
 	if rec.limit != nil {
 		// Wrapped again: text/template flattens a function's error.
 		return executed{nil, fmt.Errorf("rendering %s: %w: %w", t.name, ErrLimit, redact(rec.limit, rec.values))}
@@ -177,6 +213,9 @@ type recorder struct {
 	iterations int64
 	// limit is the first bound the execution hit.
 	limit error
+	// scratch is the execution's `scratch`, empty at its start as under
+	// consul-template.
+	scratch Scratch
 }
 
 func (r *recorder) note(req Request) (any, bool) {
@@ -189,7 +228,7 @@ func (r *recorder) note(req Request) (any, bool) {
 			r.missing = append(r.missing, req)
 		}
 	}
-	if s, isSecret := v.(*dep.Secret); ok && isSecret && s != nil {
+	if s, isSecret := v.(*Secret); ok && isSecret && s != nil {
 		collectValues(s.Data, &r.values)
 	}
 	return v, ok
@@ -219,7 +258,7 @@ func collectValues(v any, out *[]string) {
 }
 
 // secret implements `secret "path"` and `secret "path" "k=v" ...`.
-func (r *recorder) secret(path string, rest ...string) (*dep.Secret, error) {
+func (r *recorder) secret(path string, rest ...string) (*Secret, error) {
 	req := Request{Op: OpRead, Path: path}
 	if len(rest) > 0 {
 		req.Op, req.Data = OpWrite, map[string]string{}
@@ -236,7 +275,7 @@ func (r *recorder) secret(path string, rest ...string) (*dep.Secret, error) {
 		// Like consul-template: nil until fetched, so `with` skips it.
 		return nil, nil
 	}
-	s, _ := v.(*dep.Secret)
+	s, _ := v.(*Secret)
 	return s, nil
 }
 

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	dep "github.com/hashicorp/consul-template/dependency"
 )
 
 func lookupOf(m map[string]any) Lookup {
@@ -18,8 +16,8 @@ func lookupOf(m map[string]any) Lookup {
 }
 
 func TestExecute(t *testing.T) {
-	kv := &dep.Secret{Data: map[string]any{"data": map[string]any{"user": "app", "password": "s3cret-value"}}}
-	creds := &dep.Secret{LeaseID: "database/creds/app/x", Data: map[string]any{"username": "v-app-1", "password": "pw-123456"}}
+	kv := &Secret{Data: map[string]any{"data": map[string]any{"user": "app", "password": "s3cret-value"}}}
+	creds := &Secret{LeaseID: "database/creds/app/x", Data: map[string]any{"username": "v-app-1", "password": "pw-123456"}}
 	cases := []struct {
 		name, text string
 		known      map[string]any
@@ -77,7 +75,7 @@ var errAny = errors.New("any error")
 // TestExecuteRedactsValues: an execution error must not carry a secret
 // value into a log line.
 func TestExecuteRedactsValues(t *testing.T) {
-	kv := &dep.Secret{Data: map[string]any{"data": map[string]any{"password": "s3cret-value"}}}
+	kv := &Secret{Data: map[string]any{"data": map[string]any{"password": "s3cret-value"}}}
 	tp, err := New("x", `{{ with secret "secret/data/a" }}{{ index .Data.data.password 99 }}{{ end }}`)
 	if err != nil {
 		t.Fatal(err)

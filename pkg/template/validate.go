@@ -1,6 +1,7 @@
-// Package template wraps consul-template for the agent: the sandbox that
-// decides which template functions may run, and (from the agent issue on)
-// rendering with atomic writes.
+// Package template is the agent's consul-template-compatible templating:
+// the sandbox that decides which template functions may run, the allowed
+// functions themselves (consul-template's names and output, without
+// linking consul-template), and rendering with atomic writes.
 //
 // The injector validates templates at admission with Validate and the agent
 // validates them again at start with the same function, so a template the
@@ -113,39 +114,35 @@ func Allowed(name string) bool {
 	return allowed[name] || strings.HasPrefix(name, "sprig_")
 }
 
-// Denylist is the list handed to consul-template at render time, so that a
-// denied function fails even if static validation were bypassed.
-func Denylist() []string {
-	out := make([]string, 0, len(denied))
-	for n := range denied {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Validate parses a template and checks every function it calls against the
 // sandbox. Errors never quote the template text, which may hold literals.
 func Validate(text string) error {
+	_, err := check(text)
+	return err
+}
+
+// check is Validate that also returns the names of the functions the
+// template calls.
+func check(text string) (map[string]bool, error) {
 	if strings.TrimSpace(text) == "" {
-		return fmt.Errorf("%w: template is empty", ErrSyntax)
+		return nil, fmt.Errorf("%w: template is empty", ErrSyntax)
 	}
 	if len(text) > MaxSize {
-		return fmt.Errorf("%w: template is %d bytes, more than the limit of %d", ErrSyntax, len(text), MaxSize)
+		return nil, fmt.Errorf("%w: template is %d bytes, more than the limit of %d", ErrSyntax, len(text), MaxSize)
 	}
 	t := parse.New("template")
 	t.Mode = parse.SkipFuncCheck
 	trees := map[string]*parse.Tree{}
 	if _, err := t.Parse(text, "{{", "}}", trees); err != nil {
-		return fmt.Errorf("%w: %s", ErrSyntax, syntaxReason(err))
+		return nil, fmt.Errorf("%w: %s", ErrSyntax, syntaxReason(err))
 	}
-	names := sortedKeys(trees)
-	for _, n := range names {
-		if err := checkNode(trees[n].Root); err != nil {
-			return err
+	used := map[string]bool{}
+	for _, n := range sortedKeys(trees) {
+		if err := checkNode(trees[n].Root, used); err != nil {
+			return nil, err
 		}
 	}
-	return checkRecursion(trees, t.ParseName)
+	return used, checkRecursion(trees, t.ParseName)
 }
 
 // syntaxReason drops text/template's "template: NAME:" prefix, keeping the
@@ -163,7 +160,7 @@ func sortedKeys(m map[string]*parse.Tree) []string {
 	return out
 }
 
-func checkNode(n parse.Node) error {
+func checkNode(n parse.Node, used map[string]bool) error {
 	switch n := n.(type) {
 	case nil:
 		return nil
@@ -174,54 +171,55 @@ func checkNode(n parse.Node) error {
 			}
 			return fmt.Errorf("%w: %q is not a known template function", ErrDenied, n.Ident)
 		}
+		used[n.Ident] = true
 		return nil
 	case *parse.ListNode:
 		if n == nil {
 			return nil
 		}
-		return checkAll(n.Nodes)
+		return checkAll(n.Nodes, used)
 	case *parse.ActionNode:
-		return checkNode(n.Pipe)
+		return checkNode(n.Pipe, used)
 	case *parse.PipeNode:
 		if n == nil {
 			return nil
 		}
 		for _, c := range n.Cmds {
-			if err := checkNode(c); err != nil {
+			if err := checkNode(c, used); err != nil {
 				return err
 			}
 		}
 		return nil
 	case *parse.CommandNode:
-		return checkAll(n.Args)
+		return checkAll(n.Args, used)
 	case *parse.ChainNode:
-		return checkNode(n.Node)
+		return checkNode(n.Node, used)
 	case *parse.IfNode:
-		return checkBranch(&n.BranchNode)
+		return checkBranch(&n.BranchNode, used)
 	case *parse.RangeNode:
-		return checkBranch(&n.BranchNode)
+		return checkBranch(&n.BranchNode, used)
 	case *parse.WithNode:
-		return checkBranch(&n.BranchNode)
+		return checkBranch(&n.BranchNode, used)
 	case *parse.TemplateNode:
-		return checkNode(n.Pipe)
+		return checkNode(n.Pipe, used)
 	default:
 		// Text, fields, variables, constants, break/continue, comments: no calls.
 		return nil
 	}
 }
 
-func checkBranch(b *parse.BranchNode) error {
+func checkBranch(b *parse.BranchNode, used map[string]bool) error {
 	for _, n := range []parse.Node{b.Pipe, b.List, b.ElseList} {
-		if err := checkNode(n); err != nil {
+		if err := checkNode(n, used); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func checkAll(nodes []parse.Node) error {
+func checkAll(nodes []parse.Node, used map[string]bool) error {
 	for _, c := range nodes {
-		if err := checkNode(c); err != nil {
+		if err := checkNode(c, used); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/blinkchamber/blinkchamber/pkg/agent"
 )
 
 // Targets of issue #6, as ratios of blinkchamber's figure to vault agent's
@@ -198,19 +200,21 @@ func rssMiss(o options, res results) string {
 	rss := func(r idleRun) int64 { return r.rssKiB }
 	file := func(r idleRun) int64 { return r.fileKiB }
 	anon := func(r idleRun) int64 { return r.anonKiB }
-	return fmt.Sprintf("at %d secrets, %.1f of the agent's %.1f MiB RSS is file-backed: pages of its own %.1f MB binary that the kernel maps "+
-		"(in 64 KiB runs around each page touched), against %.1f MiB of RssAnon. vault agent's %.1f MiB is likewise mostly its %.0f MB binary "+
-		"(%.1f MiB file-backed) and moves between runs with how much of it gets mapped. Closing the gap needs a smaller agent binary, as the file-backed part "+
-		"follows its size: pkg/template links consul-template's template package for its function set, and with it consul/api, nomad/api and yaml.v2, "+
-		"whose functions the sandbox denies; the Prometheus client brings protobuf. By symbol sizes those are 1.5-2 MB of code and data, which alone would bring "+
-		"RSS near 1/10 but not clearly under it.",
-		n, med(ours, file), med(ours, rss), float64(res.sizes["agent"])/1e6, med(ours, anon),
+	return fmt.Sprintf("at %d secrets, %.1f of the agent's %.1f MiB RSS is file-backed: pages of its own %.1f MB binary, nearly all of which gets mapped, "+
+		"as the code and tables it runs are spread over the whole binary and the kernel maps 64 KiB around each page touched; against %.1f MiB of RssAnon "+
+		"(Go heap at GOGC=%d, stacks). vault agent's %.1f MiB is likewise mostly its %.0f MB binary (%.1f MiB file-backed) and moves between runs "+
+		"with how much of it gets mapped. The agent links neither consul-template (with the Consul and Nomad clients) nor the Prometheus client (with protobuf); "+
+		"what is left is mostly the Vault API client and Go's HTTP and TLS stack, zap, text/template and, for the allowed helper functions, sprig, yaml.v2, "+
+		"BurntSushi/toml and x/text. Closing the gap needs a smaller binary still (talking to Vault with net/http alone, without vault/api and what it brings: "+
+		"mapstructure, go-sockaddr, hclog) or a smaller heap (a lower GOGC, at more CPU).",
+		n, med(ours, file), med(ours, rss), float64(res.sizes["agent"])/1e6, med(ours, anon), agent.DefaultGCPercent,
 		med(vaultAgent, rss), float64(res.sizes["vault"])/1e6, med(vaultAgent, file))
 }
 
 func writeMemory(b *strings.Builder, o options, res results) {
 	fmt.Fprintf(b, "### Memory at steady state\n\nMedian of %d processes per agent and size, read from /proc/<pid>/status at the end of the idle window "+
-		"(%s after the first render). blinkchamber-agent runs with GOMEMLIMIT=51MiB as the injected container does.\n\n", o.replicas, settle+o.idle)
+		"(%s after the first render). blinkchamber-agent runs with GOMEMLIMIT=51MiB as the injected container does, and with its own default GOGC of %d "+
+		"(it collects garbage sooner than Go's default of 100; its idle CPU below includes that).\n\n", o.replicas, settle+o.idle, agent.DefaultGCPercent)
 	fmt.Fprintf(b, "| secrets | agent | RSS | RssAnon | RSS - RssAnon (file-backed: binary, libraries) | RSS ratio | RssAnon ratio |\n|---|---|---|---|---|---|---|\n")
 	for _, n := range o.sizes {
 		for _, kind := range kinds {
