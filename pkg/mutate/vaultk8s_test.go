@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	dep "github.com/hashicorp/consul-template/dependency"
 
 	"github.com/blinkchamber/blinkchamber/pkg/template"
 )
@@ -279,7 +278,7 @@ func renderWith(t *testing.T, text string, data map[string]any) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := tpl.Execute(func(template.Request) (any, bool) { return &dep.Secret{Data: data}, true })
+	res, err := tpl.Execute(func(template.Request) (any, bool) { return &template.Secret{Data: data}, true })
 	if err != nil {
 		t.Fatal(err)
 	}
