@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-
 	"github.com/blinkchamber/blinkchamber/pkg/template"
 )
 
