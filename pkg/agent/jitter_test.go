@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/hashicorp/vault/api"
 
 	tmpl "github.com/blinkchamber/blinkchamber/pkg/template"
@@ -222,4 +224,27 @@ func peak(perSecond []int) (busiest int, mean float64) {
 		busiest = max(busiest, n)
 	}
 	return busiest, float64(total) / float64(len(perSecond))
+}
+
+// TestTokenWithoutTTLIsKept: a token Vault issued without a TTL is neither
+// renewed nor replaced (a schedule counted from a TTL of 0 would log in
+// again at once, over and over); only the end of the run or a revocation
+// ends the watch. The agent has no Vault client here: touching Vault would
+// panic.
+func TestTokenWithoutTTLIsKept(t *testing.T) {
+	for _, renewable := range []bool{true, false} {
+		a := &Agent{relogin: make(chan struct{}, 1), log: logr.Discard()}
+		a.auth, a.authAt = &api.Secret{Auth: &api.SecretAuth{ClientToken: "t", Renewable: renewable}}, time.Now()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { a.watchToken(ctx); close(done) }()
+		select {
+		case <-done:
+			t.Fatalf("renewable=%v: the watch of a token without a TTL ended by itself", renewable)
+		case <-time.After(100 * time.Millisecond):
+		}
+		a.requestRelogin()
+		<-done
+		cancel()
+	}
 }

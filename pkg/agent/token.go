@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -120,6 +121,12 @@ func (a *Agent) watchToken(ctx context.Context) {
 		return
 	}
 	ttl := time.Duration(s.Auth.LeaseDuration) * time.Second
+	if ttl <= 0 {
+		// A token without a TTL never expires: nothing to renew or replace
+		// until it is found revoked.
+		a.sleep(ctx, math.MaxInt64)
+		return
+	}
 	if !s.Auth.Renewable {
 		a.sleep(ctx, time.Until(at.Add(reloginAfter(s.Auth.LeaseDuration))))
 		return
