@@ -503,3 +503,53 @@ func TestChartScrapesAgents(t *testing.T) {
 		})
 	}
 }
+
+// TestChartInjectorGoMemoryLimit: the injector's GOMEMLIMIT follows its
+// memory limit in every environment (80 %), and a limit the chart cannot
+// take 80 % of fails the render naming the value to set.
+func TestChartInjectorGoMemoryLimit(t *testing.T) {
+	ch := loadChart(t)
+	want := map[string]string{"development": "51MiB", "staging": "", "production": ""}
+	for _, env := range environments {
+		t.Run(env, func(t *testing.T) {
+			var dep appsv1.Deployment
+			for _, u := range render(t, ch, env) {
+				if u.GetKind() == "Deployment" && u.GetName() == "bc-injector" {
+					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &dep); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if len(dep.Spec.Template.Spec.Containers) == 0 {
+				t.Fatal("no injector Deployment rendered")
+			}
+			c := dep.Spec.Template.Spec.Containers[0]
+			lim := c.Resources.Limits[corev1.ResourceMemory]
+			expect := want[env]
+			if expect == "" {
+				expect = fmt.Sprintf("%dMiB", lim.Value()*8/10>>20)
+			}
+			var got string
+			for _, e := range c.Env {
+				if e.Name == "GOMEMLIMIT" {
+					got = e.Value
+				}
+			}
+			if got != expect {
+				t.Errorf("GOMEMLIMIT = %q, want %q (80 %% of %s)", got, expect, lim.String())
+			}
+		})
+	}
+	t.Run("limit in bytes", func(t *testing.T) {
+		vals, err := chartutil.ToRenderValues(ch, map[string]any{"injector": map[string]any{
+			"resources": map[string]any{"limits": map[string]any{"memory": "134217728"}}}},
+			chartutil.ReleaseOptions{Name: "bc", Namespace: chartNamespace, IsInstall: true}, chartutil.DefaultCapabilities)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = engine.Render(ch, vals)
+		if err == nil || !strings.Contains(err.Error(), "injector.goMemoryLimit") {
+			t.Fatalf("render error = %v, want one naming injector.goMemoryLimit", err)
+		}
+	})
+}

@@ -47,3 +47,16 @@ seccompProfile:
     items:
       - {key: ca.crt, path: ca.crt}
 {{- end -}}
+
+{{/* GOMEMLIMIT of the injector: injector.goMemoryLimit, or 80 % of its
+memory limit (a whole number of Mi or Gi), which leaves the runtime's own
+memory room under the limit. */}}
+{{- define "blinkchamber.injector.goMemLimit" -}}
+{{- $set := .Values.injector.goMemoryLimit -}}
+{{- $lim := toString (dig "limits" "memory" "" .Values.injector.resources) -}}
+{{- if $set -}}{{ $set }}
+{{- else if regexMatch "^[0-9]+Mi$" $lim -}}{{ div (mul (trimSuffix "Mi" $lim | int) 8) 10 }}MiB
+{{- else if regexMatch "^[0-9]+Gi$" $lim -}}{{ div (mul (trimSuffix "Gi" $lim | int) 8192) 10 }}MiB
+{{- else -}}{{ fail (printf "injector.goMemoryLimit is empty and injector.resources.limits.memory %q is not a whole number of Mi or Gi to take 80 %% of; set injector.goMemoryLimit (e.g. 100MiB)" $lim) }}
+{{- end -}}
+{{- end -}}

@@ -2,39 +2,52 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 )
 
-// chartValues is the chart's default Go runtime settings of the injector,
-// which the benchmark runs it with so that it measures what installs get.
-const chartValues = "charts/blinkchamber/values.yaml"
+// injectorTemplate is the chart's injector Deployment, whose Go runtime
+// settings the benchmark runs the injector with, so that it measures what
+// an install gets.
+const injectorTemplate = "blinkchamber/templates/injector/deployment.yaml"
 
-// runtimeEnv is GOGC and GOMEMLIMIT as the chart's injector Deployment
-// sets them (injector.goGC, injector.goMemoryLimit); a non-empty gogc
-// (the -injector-gogc flag) replaces the chart's GOGC.
+// runtimeEnv is GOGC and GOMEMLIMIT as the chart, rendered with its
+// default values, sets them on the injector; a non-empty gogc (the
+// -injector-gogc flag) replaces GOGC.
 func runtimeEnv(repo, gogc string) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(repo, chartValues))
+	ch, err := loader.Load(filepath.Join(repo, "charts", "blinkchamber"))
 	if err != nil {
 		return nil, err
 	}
-	var v struct {
-		Injector struct {
-			GoGC          *int   `json:"goGC"`
-			GoMemoryLimit string `json:"goMemoryLimit"`
-		} `json:"injector"`
+	vals, err := chartutil.ToRenderValues(ch, map[string]any{},
+		chartutil.ReleaseOptions{Name: "bench", Namespace: "blinkchamber", IsInstall: true}, chartutil.DefaultCapabilities)
+	if err != nil {
+		return nil, err
 	}
-	if err := yaml.Unmarshal(b, &v); err != nil {
-		return nil, fmt.Errorf("%s: %w", chartValues, err)
+	files, err := engine.Render(ch, vals)
+	if err != nil {
+		return nil, fmt.Errorf("rendering the chart: %w", err)
 	}
-	if v.Injector.GoGC == nil || v.Injector.GoMemoryLimit == "" {
-		return nil, fmt.Errorf("%s: injector.goGC and injector.goMemoryLimit must both be set", chartValues)
+	var d appsv1.Deployment
+	if err := yaml.Unmarshal([]byte(files[injectorTemplate]), &d); err != nil {
+		return nil, fmt.Errorf("%s: %w", injectorTemplate, err)
+	}
+	env := map[string]string{}
+	for _, c := range d.Spec.Template.Spec.Containers {
+		for _, e := range c.Env {
+			env[e.Name] = e.Value
+		}
 	}
 	if gogc == "" {
-		gogc = strconv.Itoa(*v.Injector.GoGC)
+		gogc = env["GOGC"]
 	}
-	return []string{"GOGC=" + gogc, "GOMEMLIMIT=" + v.Injector.GoMemoryLimit}, nil
+	if gogc == "" || env["GOMEMLIMIT"] == "" {
+		return nil, fmt.Errorf("%s sets no GOGC or GOMEMLIMIT on the injector", injectorTemplate)
+	}
+	return []string{"GOGC=" + gogc, "GOMEMLIMIT=" + env["GOMEMLIMIT"]}, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +154,23 @@ func TestRenderReference(t *testing.T) {
 				t.Errorf("got %q, want %q", b.String(), share)
 			}
 		})
+	}
+}
+
+// TestRuntimeEnv: the injector runs with what the chart's Deployment sets
+// (GOMEMLIMIT 80 % of its 128Mi limit), and the flag replaces only GOGC.
+func TestRuntimeEnv(t *testing.T) {
+	repo, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for gogc, want := range map[string][]string{
+		"":    {"GOGC=400", "GOMEMLIMIT=102MiB"},
+		"100": {"GOGC=100", "GOMEMLIMIT=102MiB"},
+	} {
+		got, err := runtimeEnv(repo, gogc)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("runtimeEnv(%q) = %q, %v; want %q", gogc, got, err, want)
+		}
 	}
 }
