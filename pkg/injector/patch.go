@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -52,7 +53,9 @@ func podPatch(before, after *corev1.Pod) admission.Response {
 // into fields that differ: struct fields, and the struct elements two
 // slices hold at the same positions (the diff compares arrays position by
 // position and adds or removes the tail whole, which is left intact). It
-// reports whether x and y differ.
+// never descends into a struct that encodes itself (json.Marshaler) or a
+// field tagged omitzero, where emptying members could change the shape of
+// the JSON. It reports whether x and y differ.
 func emptyEqual(x, y reflect.Value, depth int) bool {
 	differ := false
 	for i := range x.NumField() {
@@ -70,10 +73,12 @@ func emptyEqual(x, y reflect.Value, depth int) bool {
 		}
 		differ = true
 		switch {
-		case depth == 0:
-		case fx.Kind() == reflect.Struct:
+		case depth == 0 || strings.Contains(x.Type().Field(i).Tag.Get("json"), ",omitzero"):
+			// An omitzero struct emptied to zero in one copy would vanish
+			// from it, turning a member's change into the whole field's.
+		case memberwise(fx.Type()):
 			emptyEqual(fx, fy, depth-1)
-		case fx.Kind() == reflect.Slice && fx.Type().Elem().Kind() == reflect.Struct:
+		case fx.Kind() == reflect.Slice && memberwise(fx.Type().Elem()):
 			emptyEqualElems(fx, fy, depth-1)
 		}
 	}
@@ -83,6 +88,15 @@ func emptyEqual(x, y reflect.Value, depth int) bool {
 // emptyEqualElems runs emptyEqual on the elements the slices x and y hold
 // at the same positions, after pointing both at copies: the original
 // arrays belong to the pods.
+// memberwise reports whether encoding/json writes t as an object of its
+// fields, which is what makes emptying equal fields leave the diff alone;
+// a type with its own MarshalJSON may write anything.
+func memberwise(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && !t.Implements(marshalerType) && !reflect.PointerTo(t).Implements(marshalerType)
+}
+
+var marshalerType = reflect.TypeFor[json.Marshaler]()
+
 func emptyEqualElems(x, y reflect.Value, depth int) {
 	x.Set(cloneSlice(x))
 	y.Set(cloneSlice(y))

@@ -76,6 +76,7 @@ func (h *podWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.report(req, rec, resp, time.Since(start))
 	if err := resp.Complete(req); err != nil {
 		resp = admission.Errored(http.StatusInternalServerError, err)
+		resp.UID = req.UID
 	}
 	h.write(w, review.TypeMeta.GroupVersionKind(), resp)
 }

@@ -58,9 +58,6 @@ func soak(ctx context.Context, c *http.Client, s *served, r request, o options) 
 	}
 }
 
-// flatness compares the second half of the samples with the first: RSS
-// must not grow by more than 10% and goroutines by more than 5, so a leak of
-// one goroutine or a few KiB per request (thousands per second) shows.
 // flatness compares the two halves of a soak run. RSS is compared by
 // median: the heap rises and falls with each collection (five-fold with
 // the chart's GOGC=400), so one half's single highest sample says little,
