@@ -95,9 +95,9 @@ func renderReference(b *strings.Builder, points, reference []point) {
 		return
 	}
 	fmt.Fprintf(b, "\n### Against a webhook that only decodes, same run, %d-secret pod\n\n", targetSecrets)
-	fmt.Fprintf(b, "`test/bench/webhookbench/decodeonly` reads each review and the pod in it with the API machinery's JSON decoder, as every Go pod webhook must (vault-k8s included), "+
+	fmt.Fprintf(b, "`test/bench/webhookbench/decodeonly` reads each review and the pod in it with the API machinery's JSON decoder in one pass, as the injector does and every Go pod webhook must (vault-k8s included, which decodes in two), "+
 		"and sends back the injector's own answer to that review, prepared beforehand: no mutation, no patch computed. It runs with the same certificates, TLS, HTTP/2, GOGC and GOMEMLIMIT, "+
-		"driven by the same load generator right after the injector. What it reaches is the ceiling, on this machine, for any webhook that decodes pods with Go's JSON, "+
+		"driven by the same load generator, each point right after the injector's same point (so both see the same load from other work). What it reaches is the ceiling, on this machine, for any webhook that decodes pods with Go's JSON, "+
 		"whether it computes its patch (as we do) or writes it by hand (as vault-k8s does).\n\n")
 	fmt.Fprintf(b, "| concurrency | decode-only admissions/s | decode-only p99 | decode-only CPU/admission | blinkchamber admissions/s | blinkchamber p99 | blinkchamber CPU/admission | blinkchamber / decode-only |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range reference {

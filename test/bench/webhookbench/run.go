@@ -64,11 +64,13 @@ func run(ctx context.Context, o options, args string) error {
 		return err
 	}
 	defer func() { _ = s.stop() }()
-	if err := measure(ctx, s, o, &res); err != nil {
-		return fmt.Errorf("%w (injector log: %s)", err, s.logPath)
-	}
-	if err := measureReference(ctx, s, o, dir, &res); err != nil {
+	ref, err := startReference(ctx, s, o, dir, res.runtimeEnv)
+	if err != nil {
 		return fmt.Errorf("decode-only reference: %w", err)
+	}
+	defer func() { _ = ref.stop() }()
+	if err := measure(ctx, s, ref, o, &res); err != nil {
+		return fmt.Errorf("%w (injector log: %s, decode-only log: %s)", err, s.logPath, ref.logPath)
 	}
 	return write(o, res)
 }
@@ -97,9 +99,16 @@ func sizes(ctx context.Context, repo, dir string) ([]binarySize, binarySize, err
 	return out, v, err
 }
 
-// measure runs every point, then the soak run.
-func measure(ctx context.Context, s *served, o options, res *results) error {
-	c, err := s.client(slices.Max(append([]int{o.soakConcurrency}, o.concurrency...)), o.http2)
+// measure runs every point, then the soak run. Each point of the target
+// pod is followed at once by the same point against the decode-only
+// webhook ref, so that both see the same load from other work.
+func measure(ctx context.Context, s, ref *served, o options, res *results) error {
+	conns := slices.Max(append([]int{o.soakConcurrency}, o.concurrency...))
+	c, err := s.client(conns, o.http2)
+	if err != nil {
+		return err
+	}
+	rc, err := ref.client(conns, o.http2)
 	if err != nil {
 		return err
 	}
@@ -118,6 +127,16 @@ func measure(ctx context.Context, s *served, o options, res *results) error {
 			p := summarize(n, conc, rn)
 			res.points = append(res.points, p)
 			fmt.Fprintf(os.Stderr, "secrets=%d conc=%d: %.0f/s p50 %s p99 %s cpu/adm %s\n", n, conc, p.throughput, p.p50, p.p99, p.cpuPerAdmission)
+			if n != targetSecrets {
+				continue
+			}
+			rn, err = drive(ctx, rc, ref.url, r, conc, o.warmup, o.duration, ref.cmd.Process.Pid)
+			if err != nil {
+				return fmt.Errorf("decode-only webhook at concurrency %d: %w", conc, err)
+			}
+			p = summarize(n, conc, rn)
+			res.reference = append(res.reference, p)
+			fmt.Fprintf(os.Stderr, "decode-only conc=%d: %.0f/s p99 %s cpu/adm %s\n", conc, p.throughput, p.p99, p.cpuPerAdmission)
 		}
 	}
 	if o.soak > 0 {
@@ -137,42 +156,22 @@ func measure(ctx context.Context, s *served, o options, res *results) error {
 	return nil
 }
 
-// measureReference drives the decode-only webhook with the target pod at
-// every concurrency, as the injector was driven, answering with the
-// injector's own answer to that review.
-func measureReference(ctx context.Context, inj *served, o options, dir string, res *results) error {
+// startReference starts the decode-only webhook, answering with the
+// injector's own answer to the target review.
+func startReference(ctx context.Context, inj *served, o options, dir string, runtime []string) (*served, error) {
 	r, err := newRequest(targetSecrets)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := inj.client(1, o.http2)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	answer, err := post(ctx, c, inj.url, r.body)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ref, err := startDecodeOnly(ctx, filepath.Join(dir, "decodeonly"), dir, inj.caPEM, answer, res.runtimeEnv)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = ref.stop() }()
-	rc, err := ref.client(slices.Max(o.concurrency), o.http2)
-	if err != nil {
-		return err
-	}
-	for _, conc := range o.concurrency {
-		rn, err := drive(ctx, rc, ref.url, r, conc, o.warmup, o.duration, ref.cmd.Process.Pid)
-		if err != nil {
-			return fmt.Errorf("concurrency %d: %w (log: %s)", conc, err, ref.logPath)
-		}
-		p := summarize(targetSecrets, conc, rn)
-		res.reference = append(res.reference, p)
-		fmt.Fprintf(os.Stderr, "decode-only conc=%d: %.0f/s p99 %s cpu/adm %s\n", conc, p.throughput, p.p99, p.cpuPerAdmission)
-	}
-	res.loadAfter = loadAvg()
-	return nil
+	return startDecodeOnly(ctx, filepath.Join(dir, "decodeonly"), dir, inj.caPEM, answer, runtime)
 }
 
 func write(o options, res results) error {
