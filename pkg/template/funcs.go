@@ -8,9 +8,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"reflect"
 	"regexp"
+	"regexp/syntax"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,39 +34,41 @@ import (
 // way here, so their output is the same too. The Vault functions, scratch,
 // executeTemplate and loop are bound per template in render.go.
 var helpers = map[string]any{
-	"base64Decode":         decodeWith(base64.StdEncoding, "base64Decode"),
-	"base64Encode":         func(s string) (string, error) { return base64.StdEncoding.EncodeToString([]byte(s)), nil },
-	"base64URLDecode":      decodeWith(base64.URLEncoding, "base64URLDecode"),
-	"base64URLEncode":      func(s string) (string, error) { return base64.URLEncoding.EncodeToString([]byte(s)), nil },
-	"byKey":                consulOnly[map[string]map[string]any]("byKey"),
-	"byTag":                consulOnly[map[string][]any]("byTag"),
-	"byPort":               consulOnly[map[int][]any]("byPort"),
-	"byMeta":               byMeta,
-	"explode":              consulOnly[map[string]any]("explode"),
-	"contains":             func(v, l any) (bool, error) { return in(l, v) },
-	"containsAll":          containsSome(true, true),
-	"containsAny":          containsSome(false, false),
-	"containsNone":         containsSome(true, false),
-	"containsNotAll":       containsSome(false, true),
-	"explodeMap":           explodeMap,
-	"mergeMap":             mergeMap,
-	"mergeMapWithOverride": func(dst, src map[string]any) (map[string]any, error) { return mergeMap(dst, src, mergo.WithOverride) },
-	"in":                   in,
-	"indent":               indent,
-	"join":                 func(sep string, a []string) (string, error) { return strings.Join(a, sep), nil },
-	"trim":                 func(cutset, s string) (string, error) { return strings.Trim(s, cutset), nil },
-	"trimPrefix":           func(prefix, s string) (string, error) { return strings.TrimPrefix(s, prefix), nil },
-	"trimSuffix":           func(suffix, s string) (string, error) { return strings.TrimSuffix(s, suffix), nil },
-	"trimSpace":            func(s string) (string, error) { return strings.TrimSpace(s), nil },
-	"parseBool":            parseWith("parseBool", strconv.ParseBool),
-	"parseFloat":           parseWith("parseFloat", func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }),
-	"parseInt":             parseWith("parseInt", func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }),
-	"parseUint":            parseWith("parseUint", func(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }),
-	"parseJSON":            unmarshalWith(json.Unmarshal),
-	"parseYAML":            unmarshalWith(yaml.Unmarshal),
-	"regexReplaceAll":      regexReplaceAll,
-	"regexMatch":           regexMatch,
-	"replaceAll":           func(from, to, s string) (string, error) { return strings.ReplaceAll(s, from, to), nil },
+	"base64Decode":    decodeWith(base64.StdEncoding, "base64Decode"),
+	"base64Encode":    func(s string) (string, error) { return base64.StdEncoding.EncodeToString([]byte(s)), nil },
+	"base64URLDecode": decodeWith(base64.URLEncoding, "base64URLDecode"),
+	"base64URLEncode": func(s string) (string, error) { return base64.URLEncoding.EncodeToString([]byte(s)), nil },
+	"byKey":           consulOnly[string, map[string]any]("byKey"),
+	"byTag":           consulOnly[string, []any]("byTag"),
+	"byPort":          consulOnly[int, []any]("byPort"),
+	"byMeta":          byMeta,
+	"explode":         consulOnly[string, any]("explode"),
+	"contains":        func(v, l any) (bool, error) { return in(l, v) },
+	"containsAll":     containsSome(true, true),
+	"containsAny":     containsSome(false, false),
+	"containsNone":    containsSome(true, false),
+	"containsNotAll":  containsSome(false, true),
+	"explodeMap":      explodeMap,
+	"mergeMap":        func(dst, src map[string]any) (map[string]any, error) { return mergeMap("mergeMap", dst, src) },
+	"mergeMapWithOverride": func(dst, src map[string]any) (map[string]any, error) {
+		return mergeMap("mergeMapWithOverride", dst, src, mergo.WithOverride)
+	},
+	"in":              in,
+	"indent":          indent,
+	"join":            func(sep string, a []string) (string, error) { return strings.Join(a, sep), nil },
+	"trim":            func(cutset, s string) (string, error) { return strings.Trim(s, cutset), nil },
+	"trimPrefix":      func(prefix, s string) (string, error) { return strings.TrimPrefix(s, prefix), nil },
+	"trimSuffix":      func(suffix, s string) (string, error) { return strings.TrimSuffix(s, suffix), nil },
+	"trimSpace":       func(s string) (string, error) { return strings.TrimSpace(s), nil },
+	"parseBool":       parseWith("parseBool", strconv.ParseBool),
+	"parseFloat":      parseWith("parseFloat", func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }),
+	"parseInt":        parseWith("parseInt", func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }),
+	"parseUint":       parseWith("parseUint", func(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }),
+	"parseJSON":       unmarshalWith("parseJSON", json.Unmarshal),
+	"parseYAML":       unmarshalWith("parseYAML", yaml.Unmarshal),
+	"regexReplaceAll": regexReplaceAll,
+	"regexMatch":      regexMatch,
+	"replaceAll":      func(from, to, s string) (string, error) { return strings.ReplaceAll(s, from, to), nil },
 	"sha256Hex": func(s string) (string, error) {
 		sum := sha256.Sum256([]byte(s))
 		return hex.EncodeToString(sum[:]), nil
@@ -84,11 +87,11 @@ var helpers = map[string]any{
 	"toTOML":                marshalWith("toTOML", marshalTOML),
 	"split":                 split,
 	"splitToMap":            splitToMap,
-	"add":                   arithmetic("add", func(a, b int64) int64 { return a + b }, func(a, b uint64) uint64 { return a + b }, func(a, b float64) float64 { return a + b }),
-	"subtract":              arithmetic("subtract", func(a, b int64) int64 { return a - b }, func(a, b uint64) uint64 { return a - b }, func(a, b float64) float64 { return a - b }),
-	"multiply":              arithmetic("multiply", func(a, b int64) int64 { return a * b }, func(a, b uint64) uint64 { return a * b }, func(a, b float64) float64 { return a * b }),
-	"divide":                arithmetic("divide", func(a, b int64) int64 { return a / b }, func(a, b uint64) uint64 { return a / b }, func(a, b float64) float64 { return a / b }),
-	"modulo":                arithmetic("modulo", func(a, b int64) int64 { return a % b }, func(a, b uint64) uint64 { return a % b }, nil),
+	"add":                   arithmetic("add", false, func(a, b int64) int64 { return a + b }, func(a, b uint64) uint64 { return a + b }, func(a, b float64) float64 { return a + b }),
+	"subtract":              arithmetic("subtract", false, func(a, b int64) int64 { return a - b }, func(a, b uint64) uint64 { return a - b }, func(a, b float64) float64 { return a - b }),
+	"multiply":              arithmetic("multiply", false, func(a, b int64) int64 { return a * b }, func(a, b uint64) uint64 { return a * b }, func(a, b float64) float64 { return a * b }),
+	"divide":                arithmetic("divide", true, func(a, b int64) int64 { return a / b }, func(a, b uint64) uint64 { return a / b }, func(a, b float64) float64 { return a / b }),
+	"modulo":                arithmetic("modulo", true, func(a, b int64) int64 { return a % b }, func(a, b uint64) uint64 { return a % b }, nil),
 	"minimum":               pick("minimum", func(c int) bool { return c < 0 }),
 	"maximum":               pick("maximum", func(c int) bool { return c > 0 }),
 }
@@ -101,7 +104,12 @@ func decodeWith(enc *base64.Encoding, name string) func(string) (string, error) 
 	return func(s string) (string, error) {
 		b, err := enc.DecodeString(s)
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", name, err)
+			// The error is the offset of the first bad byte, not the byte.
+			var bad base64.CorruptInputError
+			if errors.As(err, &bad) {
+				return "", failf(name, "not base64: illegal data at input byte %d", int64(bad))
+			}
+			return "", failf(name, "not base64")
 		}
 		return string(b), nil
 	}
@@ -109,20 +117,19 @@ func decodeWith(enc *base64.Encoding, name string) func(string) (string, error) 
 
 // consulOnly stands for a helper that takes Consul data (key pairs,
 // services), which no allowed function can produce: given nothing it
-// returns an empty result, as consul-template does; given anything else it
-// says why it cannot work.
-func consulOnly[T any](name string) func(any) (T, error) {
-	return func(in any) (T, error) {
-		var empty T
+// returns an empty map (not nil: `toJSON` prints {} as under
+// consul-template); given anything else it says why it cannot work.
+func consulOnly[K comparable, V any](name string) func(any) (map[K]V, error) {
+	return func(in any) (map[K]V, error) {
 		if in == nil {
-			return empty, nil
+			return map[K]V{}, nil
 		}
-		return empty, fmt.Errorf("%s: wrong argument type %T: it takes Consul data, which the agent does not read", name, in)
+		return map[K]V{}, failf(name, "wrong argument type %T: it takes Consul data, which the agent does not read", in)
 	}
 }
 
 func byMeta(meta string, services any) (map[string][]any, error) {
-	return consulOnly[map[string][]any]("byMeta")(services)
+	return consulOnly[string, []any]("byMeta")(services)
 }
 
 // in reports whether v is an element of the list l (numbers compared by
@@ -175,9 +182,9 @@ func containsSome(atEnd, stopOnMissing bool) func([]any, any) (bool, error) {
 	}
 }
 
-func mergeMap(dst, src map[string]any, opts ...func(*mergo.Config)) (map[string]any, error) {
+func mergeMap(name string, dst, src map[string]any, opts ...func(*mergo.Config)) (map[string]any, error) {
 	if err := mergo.Map(&dst, src, opts...); err != nil {
-		return nil, err
+		return nil, &funcError{fn: name, reason: "the maps cannot be merged", cause: err}
 	}
 	return dst, nil
 }
@@ -191,37 +198,38 @@ func explodeMap(flat map[string]any) (map[string]any, error) {
 	sort.Strings(keys)
 	out := map[string]any{}
 	for _, k := range keys {
-		if err := setPath(out, k, flat[k], k); err != nil {
-			return nil, fmt.Errorf("explodeMap: %w", err)
+		if !setPath(out, k, flat[k]) {
+			// Neither the keys nor the values are quoted: either may be
+			// a secret.
+			return nil, failf("explodeMap", "a key holds a value and is also the prefix of another key (as \"a\" and \"a/b\")")
 		}
 	}
 	return out, nil
 }
 
-// setPath stores v at the slash-separated key k under m; parent is the key
-// k was cut from, for the error.
-func setPath(m map[string]any, k string, v any, parent string) error {
+// setPath stores v at the slash-separated key k under m; false when a
+// prefix of k already holds a value that is not a map.
+func setPath(m map[string]any, k string, v any) bool {
 	top, rest, nested := strings.Cut(k, "/")
 	if !nested {
 		if k != "" {
 			m[k] = v
 		}
-		return nil
+		return true
 	}
 	if _, ok := m[top]; !ok {
 		m[top] = map[string]any{}
 	}
 	sub, ok := m[top].(map[string]any)
-	if !ok {
-		return fmt.Errorf("not a map: %q: %q already has value %q", parent, top, m[top])
-	}
-	return setPath(sub, rest, v, k)
+	return ok && setPath(sub, rest, v)
 }
 
-// indent puts n spaces before every line that is not empty.
+// indent puts n spaces before every line that is not empty. The size of
+// the result is known before it is built: one larger than a rendered file
+// may be (MaxOutput) is refused before it takes the agent's memory.
 func indent(n int, s string) (string, error) {
-	if n < 0 {
-		return "", fmt.Errorf("indent value must be a positive integer")
+	if err := checkIndent("indent", n, linesToIndent(s), len(s)); err != nil {
+		return "", err
 	}
 	pad := strings.Repeat(" ", n)
 	var b strings.Builder
@@ -236,7 +244,22 @@ func indent(n int, s string) (string, error) {
 	return b.String(), nil
 }
 
-// parseWith wraps a strconv parser: "" parses as the zero value.
+// linesToIndent counts the lines of s that are not empty.
+func linesToIndent(s string) int {
+	n := 0
+	lineStart := true
+	for i := range len(s) {
+		if lineStart && s[i] != '\n' {
+			n++
+		}
+		lineStart = s[i] == '\n'
+	}
+	return n
+}
+
+// parseWith wraps a strconv parser: "" parses as the zero value. The
+// error is strconv's reason (invalid syntax, out of range) without the
+// text it was given.
 func parseWith[T any](name string, parse func(string) (T, error)) func(string) (T, error) {
 	return func(s string) (T, error) {
 		var zero T
@@ -244,30 +267,40 @@ func parseWith[T any](name string, parse func(string) (T, error)) func(string) (
 			return zero, nil
 		}
 		v, err := parse(s)
-		if err != nil {
-			return zero, fmt.Errorf("%s: %w", name, err)
+		var numErr *strconv.NumError
+		switch {
+		case err == nil:
+			return v, nil
+		case errors.As(err, &numErr):
+			return zero, &funcError{fn: name, reason: numErr.Err.Error(), cause: numErr.Err}
 		}
-		return v, nil
+		return zero, failf(name, "cannot parse its argument")
 	}
 }
 
 // unmarshalWith decodes JSON or YAML into generic values; "" is an empty
-// map.
-func unmarshalWith(unmarshal func([]byte, any) error) func(string) (any, error) {
+// map. The decoders' errors quote the text around the fault, so only
+// JSON's byte offset is kept.
+func unmarshalWith(name string, unmarshal func([]byte, any) error) func(string) (any, error) {
 	return func(s string) (any, error) {
 		if s == "" {
 			return map[string]any{}, nil
 		}
 		var v any
-		if err := unmarshal([]byte(s), &v); err != nil {
-			return nil, err
+		err := unmarshal([]byte(s), &v)
+		var syntax *json.SyntaxError
+		switch {
+		case err == nil:
+			return v, nil
+		case errors.As(err, &syntax):
+			return nil, failf(name, "not valid JSON: syntax error at byte offset %d", syntax.Offset)
 		}
-		return v, nil
+		return nil, failf(name, "cannot decode its argument")
 	}
 }
 
 func regexReplaceAll(re, replacement, s string) (string, error) {
-	r, err := regexp.Compile(re)
+	r, err := compileRegexp("regexReplaceAll", re)
 	if err != nil {
 		return "", err
 	}
@@ -275,11 +308,25 @@ func regexReplaceAll(re, replacement, s string) (string, error) {
 }
 
 func regexMatch(re, s string) (bool, error) {
-	r, err := regexp.Compile(re)
+	r, err := compileRegexp("regexMatch", re)
 	if err != nil {
 		return false, err
 	}
 	return r.MatchString(s), nil
+}
+
+// compileRegexp's error is the kind of fault, without the expression
+// (which may be built from a secret).
+func compileRegexp(name, re string) (*regexp.Regexp, error) {
+	r, err := regexp.Compile(re)
+	var syntaxErr *syntax.Error
+	switch {
+	case err == nil:
+		return r, nil
+	case errors.As(err, &syntaxErr):
+		return nil, failf(name, "invalid regular expression: %s", syntaxErr.Code)
+	}
+	return nil, failf(name, "invalid regular expression")
 }
 
 func hmacSHA256Hex(message, key string) (string, error) {
@@ -300,7 +347,7 @@ func timestamp(layout ...string) (string, error) {
 		}
 		return now().Format(layout[0]), nil
 	}
-	return "", fmt.Errorf("timestamp: wrong number of arguments, expected 0 or 1, but got %d", len(layout))
+	return "", failf("timestamp", "wrong number of arguments, expected 0 or 1, but got %d", len(layout))
 }
 
 // marshalWith builds a helper encoding with marshal, trimmed of the
@@ -309,7 +356,7 @@ func marshalWith(name string, marshal func(any) ([]byte, error)) func(any) (stri
 	return func(v any) (string, error) {
 		b, err := marshal(v)
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", name, err)
+			return "", failf(name, "cannot encode a value of type %T", v)
 		}
 		return string(bytes.TrimSpace(b)), nil
 	}
@@ -328,7 +375,7 @@ func encodeJSON(name string, v any, indent string) (string, error) {
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", indent)
 	if err := enc.Encode(v); err != nil {
-		return "", fmt.Errorf("%s: %w", name, err)
+		return "", failf(name, "cannot encode a value of type %T", v)
 	}
 	return strings.TrimRight(b.String(), "\r\n"), nil
 }

@@ -2,7 +2,7 @@ package template
 
 import (
 	"encoding/json"
-	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -74,6 +74,8 @@ var sameAsConsulTemplate = []string{
 	`{{ mergeMap (parseJSON "{\"a\":1,\"n\":{\"x\":1}}") (parseJSON "{\"a\":2,\"b\":3,\"n\":{\"y\":2}}") | toJSON }}`,
 	`{{ mergeMapWithOverride (parseJSON "{\"a\":1,\"n\":{\"x\":1}}") (parseJSON "{\"a\":2,\"b\":3,\"n\":{\"x\":5,\"y\":2}}") | toJSON }}`,
 	`{{ byKey nil | len }} {{ byTag nil | len }} {{ byPort nil | len }} {{ explode nil | len }} {{ byMeta "m" nil | len }}`,
+	`{{ toJSON (byKey nil) }} {{ toJSON (byTag nil) }} {{ toJSON (byPort nil) }} {{ toJSON (explode nil) }} {{ toJSON (byMeta "m" nil) }}`,
+	`{{ range $k, $v := byKey nil }}{{ $k }}{{ end }}{{ with byKey nil }}non-empty{{ else }}empty{{ end }}`,
 	`{{ range loop 3 }}{{ . }}{{ end }} {{ range loop 2 5 }}{{ . }}{{ end }} {{ range loop "2" "4" }}{{ . }}{{ end }}`,
 	// Arithmetic: operands and result types as consul-template takes them.
 	`{{ add 1 2 }} {{ subtract 3 10 }} {{ multiply 4 5 }} {{ divide 2 9 }} {{ modulo 4 9 }} {{ 10 | subtract 3 }}`,
@@ -183,8 +185,19 @@ func TestEveryAllowedFunctionIsImplemented(t *testing.T) {
 	if _, err := New("x", "{{ if false }}{{ sprig_upper }}{{ end }}"); err != nil {
 		t.Errorf("sprig_upper: %v", err)
 	}
-	if _, err := New("x", "{{ if false }}{{ sprig_notAFunction }}{{ end }}"); !errors.Is(err, ErrSyntax) {
-		t.Errorf("sprig_notAFunction: %v, want ErrSyntax", err)
+	// Every sprig function the sandbox admits, the agent binds.
+	admitted := 0
+	for name := range sprigAll() {
+		if !Allowed("sprig_" + name) {
+			continue // not hermetic, or an unbounded generator
+		}
+		admitted++
+		if _, err := New("x", "{{ if false }}{{ sprig_"+name+" }}{{ end }}"); err != nil {
+			t.Errorf("sprig_%s: %v", name, err)
+		}
+	}
+	if admitted == 0 || admitted == len(sprigAll()) {
+		t.Fatalf("%d of sprig's %d functions admitted: the check sees nothing", admitted, len(sprigAll()))
 	}
 }
 
@@ -201,4 +214,73 @@ func TestTimestamp(t *testing.T) {
 			t.Errorf("%s = %q, %v; want %q", text, got, err, want)
 		}
 	}
+}
+
+// TestSecretArgumentsAsConsulTemplate: `secret "path" "k=v" ...` asks
+// Vault for the same write as consul-template's own secret function: keys
+// and values trimmed of white space, empty arguments skipped, an argument
+// without "=" an error. The request consul-template records and ours are
+// compared through consul-template's own description of a write (its
+// path and a hash of its data).
+func TestSecretArgumentsAsConsulTemplate(t *testing.T) {
+	for _, text := range []string{
+		`{{ secret "pki/issue/web" "common_name=a.example" "ttl=1h" }}`,
+		`{{ secret "pki/issue/web" "common_name = a.example " " ttl=1h" }}`,
+		`{{ secret "pki/issue/web" "" "ttl=1h" "" }}`,
+		`{{ secret "pki/issue/web" "" }}`,
+		`{{ secret "pki/issue/web" " k = a = b " }}`,
+		`{{ secret "pki/issue/web" "=v" }}`,
+		`{{ secret "pki/issue/web" "k=" }}`,
+		`{{ secret "pki/issue/web" "no-equals" }}`,
+		`{{ secret "pki/issue/web" "ttl=1h" " " }}`,
+	} {
+		t.Run(text, func(t *testing.T) {
+			want, wantErr := consulTemplateRequest(text)
+			got, gotErr := ourRequest(text)
+			if (wantErr == nil) != (gotErr == nil) || got != want {
+				t.Fatalf("consul-template: %s, error %v\nours:            %s, error %v", want, wantErr, got, gotErr)
+			}
+		})
+	}
+}
+
+// consulTemplateRequest is the one Vault request consul-template's own
+// secret function records for text.
+func consulTemplateRequest(text string) (string, error) {
+	tp, err := ct.NewTemplate(&ct.NewTemplateInput{Contents: text})
+	if err != nil {
+		return "", err
+	}
+	res, err := tp.Execute(&ct.ExecuteInput{Brain: ct.NewBrain()})
+	if err != nil {
+		return "", err
+	}
+	if l := res.Missing.List(); len(l) == 1 {
+		return l[0].String(), nil
+	}
+	return "", fmt.Errorf("%d requests", res.Missing.Len())
+}
+
+// ourRequest is our one request for text, described by consul-template.
+func ourRequest(text string) (string, error) {
+	tp, err := New("x", text)
+	if err != nil {
+		return "", err
+	}
+	res, err := tp.Execute(lookupOf(nil))
+	if err != nil {
+		return "", err
+	}
+	if len(res.Missing) != 1 || res.Missing[0].Op != OpWrite {
+		return "", fmt.Errorf("requests %v", res.Missing)
+	}
+	data := map[string]any{}
+	for k, v := range res.Missing[0].Data {
+		data[k] = v
+	}
+	d, err := dep.NewVaultWriteQuery(res.Missing[0].Path, data)
+	if err != nil {
+		return "", err
+	}
+	return d.String(), nil
 }

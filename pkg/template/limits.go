@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -41,14 +42,15 @@ func (r *recorder) loop(args ...any) ([]int64, error) {
 			stop, err = loopBound(args[1])
 		}
 	default:
-		return nil, fmt.Errorf("loop: wants 1 or 2 arguments, got %d", len(args))
+		return nil, failf("loop", "wants 1 or 2 arguments, got %d", len(args))
 	}
 	if err != nil {
 		return nil, err
 	}
 	n := max(stop-start, 0)
 	if n > MaxIterations-r.iterations {
-		r.limit = fmt.Errorf("loop of %d iterations would exceed %d iterations in one render", n, MaxIterations)
+		// The count is not quoted: it may be computed from a secret.
+		r.limit = &funcError{fn: "loop", reason: fmt.Sprintf("the loops of one render would run more than %d iterations", MaxIterations), cause: ErrLimit}
 		return nil, r.limit
 	}
 	r.iterations += n
@@ -69,9 +71,40 @@ func loopBound(v any) (int64, error) {
 	case reflect.String:
 		n, err := strconv.ParseInt(rv.String(), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("loop: %q is not an integer", rv.String())
+			return 0, failf("loop", "an argument is not an integer")
 		}
 		return n, nil
 	}
-	return 0, fmt.Errorf("loop: bad argument type %T", v)
+	return 0, failf("loop", "bad argument type %T", v)
+}
+
+// boundedSprig replaces sprig's functions whose size argument alone can
+// ask for more memory than the agent has: sprig_indent and sprig_nindent
+// put their count of spaces before every line, empty ones too. The size of
+// the result is checked before sprig builds it.
+var boundedSprig = map[string]any{
+	"indent":  boundedIndent("sprig_indent", 0, func(n int, s string) string { return sprigFuncs()["indent"].(func(int, string) string)(n, s) }),
+	"nindent": boundedIndent("sprig_nindent", 1, func(n int, s string) string { return sprigFuncs()["nindent"].(func(int, string) string)(n, s) }),
+}
+
+func boundedIndent(name string, extra int, indent func(int, string) string) func(int, string) (string, error) {
+	return func(n int, s string) (string, error) {
+		if err := checkIndent(name, n, strings.Count(s, "\n")+1, len(s)+extra); err != nil {
+			return "", err
+		}
+		return indent(n, s), nil
+	}
+}
+
+// checkIndent refuses n spaces before each of lines lines of a text
+// of size bytes when the result would exceed MaxOutput, before it is
+// built. The count is not quoted: it may be computed from a secret.
+func checkIndent(name string, n, lines, size int) error {
+	switch {
+	case n < 0:
+		return failf(name, "indent value must be a positive integer")
+	case n > 0 && lines > 0 && n > (MaxOutput-size)/lines:
+		return &funcError{fn: name, reason: fmt.Sprintf("the indented text would exceed the output limit of %d bytes", MaxOutput), cause: ErrLimit}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -70,10 +71,16 @@ func TestRenderBounds(t *testing.T) {
 		reason     string // error text when the bound is hit
 	}{
 		{"small loop", `{{ range loop 3 }}{{ . }}{{ end }}{{ range loop 5 7 }}{{ . }}{{ end }}{{ range loop "2" }}{{ . }}{{ end }}`, "0125601", ""},
-		{"huge loop", `{{ range loop 1000000000 }}{{ end }}`, "", "loop of 1000000000 iterations"},
+		{"huge loop", `{{ range loop 1000000000 }}{{ end }}`, "", ":1:9: executing \"\" at <loop 1000000000>: error calling loop: loop: the loops of one render would run more than 100000 iterations"},
 		{"huge loop from a string", `{{ range loop "0" "9000000000000000000" }}x{{ end }}`, "", "iterations"},
-		{"nested loops multiply", `{{ range loop 1000 }}{{ range loop 1000 }}{{ end }}{{ end }}`, "", "would exceed 100000 iterations"},
+		{"nested loops multiply", `{{ range loop 1000 }}{{ range loop 1000 }}{{ end }}{{ end }}`, "", "would run more than 100000 iterations"},
 		{"output too large", `{{ range loop 100 }}{{ printf "%99999d" 1 }}{{ end }}`, "", "exceeds 4194304"},
+		{"indent within the limit", "{{ indent 3 \"a\\n\\nb\" }}|{{ indent 0 (printf \"%05000000d\" 0) | len }}", "   a\n\n   b|5000000", ""},
+		{"indent count too large", `{{ indent 50000000 "x" }}`, "", ":1:3: executing \"\" at <indent 50000000 \"x\">: error calling indent: indent: the indented text would exceed the output limit of 4194304 bytes"},
+		{"indent of many lines", `{{ indent 100 (printf "%050000d" 0 | replaceAll "0" "a\n") }}`, "", "indent: the indented text would exceed"},
+		{"sprig_indent count too large", `{{ sprig_indent 50000000 "x" }}`, "", "sprig_indent: the indented text would exceed"},
+		{"sprig_nindent count too large", `{{ sprig_nindent 50000000 "x" }}`, "", "sprig_nindent: the indented text would exceed"},
+		{"sprig_indent within the limit", `{{ sprig_indent 2 "a\n\nb" }}|{{ sprig_nindent 1 "a" }}`, "  a\n  \n  b|\n a", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,5 +156,37 @@ func TestWriteFileRefusesBadNames(t *testing.T) {
 	long := strings.Repeat("n", 255)
 	if _, err := WriteFile(dir, long, []byte("secret"), 0o400); err != nil {
 		t.Fatalf("255-byte name: %v", err)
+	}
+}
+
+// TestIndentRefusedBeforeAllocating: an indent whose result would exceed
+// the output limit fails before it builds the result (50 000 000 spaces
+// took about 190 MiB, three times the agent's memory limit, before the
+// output check refused the file). Bytes allocated, not time, are measured.
+func TestIndentRefusedBeforeAllocating(t *testing.T) {
+	cases := map[string]func() error{
+		"indent": func() error { _, err := indent(50_000_000, "x"); return err },
+		"sprig_indent": func() error {
+			_, err := boundedSprig["indent"].(func(int, string) (string, error))(50_000_000, "x")
+			return err
+		},
+		"sprig_nindent": func() error {
+			_, err := boundedSprig["nindent"].(func(int, string) (string, error))(50_000_000, "x")
+			return err
+		},
+	}
+	for name, call := range cases {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			err := call()
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, ErrLimit) {
+				t.Fatalf("%s = %v, want ErrLimit", name, err)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+				t.Fatalf("%s allocated %d bytes before refusing", name, grew)
+			}
+		})
 	}
 }

@@ -1,15 +1,14 @@
 package template
 
 import (
-	"fmt"
 	"reflect"
 )
 
 // The arithmetic helpers take their operands as consul-template does:
 // `{{ 10 | subtract 3 }}` is subtract(3, 10), 10 - 3. Integers of any
 // size are int64, unsigned ones uint64 when both are, and a float on either
-// side makes the result float64; modulo takes no floats. Division by zero
-// of integers panics, which text/template turns into the render's error.
+// side makes the result float64; modulo takes no floats. Integer division
+// by zero is an error, as under consul-template (where it panics).
 
 type numKind int
 
@@ -59,17 +58,18 @@ func asFloat(v reflect.Value, k numKind) float64 {
 func operands(name string, b, a any, floats bool) (av, bv reflect.Value, ak, bk numKind, err error) {
 	av, bv = reflect.ValueOf(a), reflect.ValueOf(b)
 	if ak = kindOf(av, floats); ak == notNumber {
-		return av, bv, ak, bk, fmt.Errorf("%s: unknown type for %q (%T)", name, av, a)
+		return av, bv, ak, bk, failf(name, "an operand of type %T is not a number it takes", a)
 	}
 	if bk = kindOf(bv, floats); bk == notNumber {
-		return av, bv, ak, bk, fmt.Errorf("%s: unknown type for %q (%T)", name, bv, b)
+		return av, bv, ak, bk, failf(name, "an operand of type %T is not a number it takes", b)
 	}
 	return av, bv, ak, bk, nil
 }
 
 // arithmetic builds a helper computing a op b; onFloat nil means floats
-// are refused.
-func arithmetic(name string, onInt func(a, b int64) int64, onUint func(a, b uint64) uint64, onFloat func(a, b float64) float64) func(b, a any) (any, error) {
+// are refused, and divides that b is a divisor, which must not be an
+// integer zero.
+func arithmetic(name string, divides bool, onInt func(a, b int64) int64, onUint func(a, b uint64) uint64, onFloat func(a, b float64) float64) func(b, a any) (any, error) {
 	return func(b, a any) (any, error) {
 		av, bv, ak, bk, err := operands(name, b, a, onFloat != nil)
 		switch {
@@ -77,6 +77,8 @@ func arithmetic(name string, onInt func(a, b int64) int64, onUint func(a, b uint
 			return nil, err
 		case ak == floatNumber || bk == floatNumber:
 			return onFloat(asFloat(av, ak), asFloat(bv, bk)), nil
+		case divides && bv.IsZero():
+			return nil, failf(name, "integer division by zero")
 		case ak == uintNumber && bk == uintNumber:
 			return onUint(av.Uint(), bv.Uint()), nil
 		}

@@ -113,6 +113,9 @@ func (t *Template) function(name string) any {
 		return f
 	}
 	if n, ok := strings.CutPrefix(name, "sprig_"); ok {
+		if f, ok := boundedSprig[n]; ok {
+			return f
+		}
 		return sprigFuncs()[n]
 	}
 	return nil
@@ -127,7 +130,7 @@ func (t *Template) executeTemplate(name string, data ...any) (string, error) {
 	case 1:
 		dot = data[0]
 	default:
-		return "", fmt.Errorf("executeTemplate: wrong number of arguments, expected 1 or 2, but got %d", len(data)+1)
+		return "", failf("executeTemplate", "wrong number of arguments, expected 1 or 2, but got %d", len(data)+1)
 	}
 	var b bytes.Buffer
 	if err := t.tmpl.ExecuteTemplate(&b, name, dot); err != nil {
@@ -152,8 +155,9 @@ type Result struct {
 // Execute renders the template against what lookup knows. When requests are
 // missing it returns them without an error: the caller fetches them and
 // executes again. Execution errors are returned only once nothing is
-// missing (before that they are artefacts of absent data), with every
-// secret value seen replaced by [redacted].
+// missing (before that they are artefacts of absent data). They give the
+// position and the failing function, never its arguments (safeMessage),
+// and every secret value seen is replaced by [redacted] in what remains.
 func (t *Template) Execute(lookup Lookup) (*Result, error) {
 	if t.overrun.Load() {
 		return nil, fmt.Errorf("rendering %s: %w: an earlier render ran longer than %s and has not ended", t.name, ErrLimit, RenderTimeout)
@@ -187,14 +191,22 @@ func (t *Template) execute(lookup Lookup) executed {
 	err := t.tmpl.Execute(&out, nil)
 	r := &Result{Used: rec.used, Missing: rec.missing, Output: out.Bytes()}
 	if rec.limit != nil {
-		// Wrapped again: text/template flattens a function's error.
-		return executed{nil, fmt.Errorf("rendering %s: %w: %w", t.name, ErrLimit, redact(rec.limit, rec.values))}
+		// loop's bound counts even while data is missing; text/template's
+		// error adds the position.
+		if err == nil || !errors.Is(err, ErrLimit) {
+			err = rec.limit
+		}
+		return executed{nil, fmt.Errorf("rendering %s: %w: %s", t.name, ErrLimit, redact(safeMessage(err), rec.values))}
 	}
 	if len(r.Missing) > 0 {
 		return executed{res: r}
 	}
 	if err != nil {
-		return executed{r, fmt.Errorf("rendering %s: %w", t.name, redact(err, rec.values))}
+		msg := redact(safeMessage(err), rec.values)
+		if errors.Is(err, ErrLimit) {
+			return executed{nil, fmt.Errorf("rendering %s: %w: %s", t.name, ErrLimit, msg)}
+		}
+		return executed{r, fmt.Errorf("rendering %s: %s", t.name, msg)}
 	}
 	if len(r.Output) > MaxOutput {
 		return executed{nil, fmt.Errorf("rendering %s: %w: output of %d bytes exceeds %d", t.name, ErrLimit, len(r.Output), MaxOutput)}
@@ -262,12 +274,18 @@ func (r *recorder) secret(path string, rest ...string) (*Secret, error) {
 	req := Request{Op: OpRead, Path: path}
 	if len(rest) > 0 {
 		req.Op, req.Data = OpWrite, map[string]string{}
-		for _, kv := range rest {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok || k == "" {
-				return nil, fmt.Errorf("secret %q: argument %q is not key=value", path, kv)
+		for i, kv := range rest {
+			// As consul-template: empty arguments are skipped, keys
+			// and values trimmed of white space.
+			if kv == "" {
+				continue
 			}
-			req.Data[k] = v
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				// Not quoted: the argument may carry a secret.
+				return nil, failf("secret", "argument %d of %q is not key=value", i+2, path)
+			}
+			req.Data[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
 	}
 	v, ok := r.note(req)
@@ -289,12 +307,13 @@ func (r *recorder) secrets(path string) ([]string, error) {
 	return l, nil
 }
 
-func redact(err error, values []string) error {
-	msg := err.Error()
+// redact replaces the secret values seen in msg, which text/template's
+// own messages may quote (safeMessage keeps them).
+func redact(msg string, values []string) string {
 	// Longest first, so a value containing another is replaced whole.
 	sort.Slice(values, func(i, j int) bool { return len(values[i]) > len(values[j]) })
 	for _, v := range values {
 		msg = strings.ReplaceAll(msg, v, "[redacted]")
 	}
-	return errors.New(msg)
+	return msg
 }

@@ -1,7 +1,6 @@
 package template
 
 import (
-	"fmt"
 	"sort"
 	"sync"
 
@@ -56,7 +55,8 @@ func (s *Scratch) mapPut(k, mk string, v any, replace bool) (string, error) {
 	s.put(k, map[string]any{}, false)
 	m, ok := s.values[k].(map[string]any)
 	if !ok {
-		return "", fmt.Errorf("%q is not a map", k)
+		// The key is not quoted: it may be a secret.
+		return "", failf("scratch", "the key holds a value that is not a map")
 	}
 	if _, ok := m[mk]; replace || !ok {
 		m[mk] = v
@@ -87,3 +87,7 @@ func (s *Scratch) MapValues(k string) ([]any, error) {
 // their arguments only), which consul-template offers under the sprig_
 // prefix; built the first time a template calls one.
 var sprigFuncs = sync.OnceValue(func() map[string]any { return sprig.HermeticTxtFuncMap() })
+
+// sprigAll are all of sprig's functions, hermetic or not, to tell a
+// refused sprig function from a misspelt one; built only for that error.
+func sprigAll() map[string]any { return sprig.TxtFuncMap() }

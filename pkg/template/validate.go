@@ -73,7 +73,9 @@ var denied = map[string]string{
 // allowed are the functions a template may call: text/template's builtins
 // and consul-template's Vault and pure helper functions. Anything else,
 // including functions consul-template may add later, is refused. Sprig
-// functions (prefixed sprig_) are pure and allowed, but for those in denied.
+// functions (prefixed sprig_) are allowed when they are among sprig's
+// hermetic ones, which the agent binds (sprigFuncs), but for those in
+// denied.
 var allowed = setOf(
 	// text/template builtins
 	"and", "or", "not", "len", "index", "slice", "print", "printf", "println",
@@ -102,16 +104,37 @@ func setOf(names ...string) map[string]bool {
 }
 
 // sprigEnv are sprig's environment readers. consul-template no longer
-// ships them, but the sprig_ prefix rule below must never admit them should
-// they come back.
+// ships them, and sprig does not count them hermetic, but they must never
+// be admitted should either change.
 var sprigEnv = setOf("sprig_env", "sprig_expandenv")
 
-// Allowed reports whether a template may call the named function.
+// Allowed reports whether a template may call the named function. It is
+// exactly the set the agent can bind, so a template the injector admits
+// does not fail at the agent's start for an unknown function.
 func Allowed(name string) bool {
 	if _, bad := denied[name]; bad || sprigEnv[name] {
 		return false
 	}
-	return allowed[name] || strings.HasPrefix(name, "sprig_")
+	if n, ok := strings.CutPrefix(name, "sprig_"); ok {
+		_, bound := sprigFuncs()[n]
+		return bound
+	}
+	return allowed[name]
+}
+
+// refusal says why a function Allowed refuses is refused.
+func refusal(name string) error {
+	if why, ok := denied[name]; ok {
+		return fmt.Errorf("%w: %q %s", ErrDenied, name, why)
+	}
+	n, isSprig := strings.CutPrefix(name, "sprig_")
+	switch {
+	case !isSprig:
+		return fmt.Errorf("%w: %q is not a known template function", ErrDenied, name)
+	case sprigAll()[n] != nil:
+		return fmt.Errorf("%w: %q is not one of sprig's hermetic functions: it reads the clock, the network, the environment or a random source, which the sandbox does not offer", ErrDenied, name)
+	}
+	return fmt.Errorf("%w: %q is not a sprig function", ErrDenied, name)
 }
 
 // Validate parses a template and checks every function it calls against the
@@ -166,10 +189,7 @@ func checkNode(n parse.Node, used map[string]bool) error {
 		return nil
 	case *parse.IdentifierNode:
 		if !Allowed(n.Ident) {
-			if why, ok := denied[n.Ident]; ok {
-				return fmt.Errorf("%w: %q %s", ErrDenied, n.Ident, why)
-			}
-			return fmt.Errorf("%w: %q is not a known template function", ErrDenied, n.Ident)
+			return refusal(n.Ident)
 		}
 		used[n.Ident] = true
 		return nil

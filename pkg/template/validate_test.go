@@ -49,6 +49,45 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestSprigFunctionsAllowedOnlyWhenBound: a sprig_ name passes the
+// injector's admission check only when the agent binds it (sprig's
+// hermetic functions), so no admitted template fails at the agent's start;
+// the refusal names the function and why.
+func TestSprigFunctionsAllowedOnlyWhenBound(t *testing.T) {
+	cases := []struct {
+		text, reason string // reason "" when allowed
+	}{
+		{`{{ "a" | sprig_upper }}`, ""},
+		{`{{ sprig_list 1 2 | sprig_toJson }}`, ""},
+		{`{{ sprig_now }}`, `"sprig_now" is not one of sprig's hermetic functions: it reads the clock`},
+		{`{{ sprig_getHostByName "example.com" }}`, `"sprig_getHostByName" is not one of sprig's hermetic functions`},
+		{`{{ sprig_randAlpha 8 }}`, `"sprig_randAlpha" is not one of sprig's hermetic functions`},
+		{`{{ sprig_uuidv4 }}`, `"sprig_uuidv4" is not one of sprig's hermetic functions`},
+		{`{{ sprig_env "HOME" }}`, `"sprig_env" is not one of sprig's hermetic functions`},
+		{`{{ sprig_notAFunction }}`, `"sprig_notAFunction" is not a sprig function`},
+		{`{{ sprig_ }}`, `"sprig_" is not a sprig function`},
+		{`{{ sprig_repeat 3 "x" }}`, `"sprig_repeat" builds a string of unbounded length`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.text, func(t *testing.T) {
+			err := Validate(tc.text)
+			_, newErr := New("x", tc.text)
+			if tc.reason == "" {
+				if err != nil || newErr != nil {
+					t.Fatalf("Validate = %v, New = %v; want both to accept", err, newErr)
+				}
+				return
+			}
+			if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("Validate = %v, want ErrDenied saying %q", err, tc.reason)
+			}
+			if !errors.Is(newErr, ErrDenied) {
+				t.Fatalf("New = %v, want ErrDenied", newErr)
+			}
+		})
+	}
+}
+
 // TestAllowedFunctionsExist proves the allowlist names functions that
 // consul-template really defines: a template calling an undefined function
 // fails to parse, one calling a defined function does not.
