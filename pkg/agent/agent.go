@@ -205,7 +205,13 @@ func (a *Agent) resume(ctx context.Context) {
 	}
 	// The token was issued when the init container logged in: its first
 	// renewal is due by what it has left now, not by its full TTL.
-	a.setAuth(withTTL(st.Auth, left))
+	ttl, keep := resumedTTL(st.Auth.Auth.LeaseDuration, left)
+	if !keep {
+		a.log.Info("the init container's token is about to expire; logging in", "left", left.String())
+		a.setAuth(nil)
+		return
+	}
+	a.setAuth(withTTL(st.Auth, time.Duration(ttl)*time.Second))
 	for i := range st.Entries {
 		a.cache.put(&st.Entries[i])
 	}

@@ -56,6 +56,26 @@ func withTTL(s *api.Secret, ttl time.Duration) *api.Secret {
 	return &c
 }
 
+// resumeFloor is the least a resumed token must have left to be kept:
+// with less, the sidecar would start by renewing (or replacing) it at once.
+const resumeFloor = 5 * time.Second
+
+// resumedTTL is the lease duration, in seconds, to keep a resumed token
+// with, given its lease duration at login and what lookup-self says it has
+// left; false when it is better to log in again. lookup-self counts whole
+// seconds, so a token with under a second left reads as 0, the value of a
+// token issued without a TTL: only a token issued without one keeps 0.
+func resumedTTL(issued int, left time.Duration) (int, bool) {
+	switch {
+	case left >= resumeFloor:
+		return int(left / time.Second), true
+	case issued <= 0 && left == 0:
+		return 0, true
+	default:
+		return 0, false
+	}
+}
+
 // login authenticates once and installs the token.
 func (a *Agent) login(ctx context.Context) error {
 	s, err := login(ctx, a.vault, a.cfg)

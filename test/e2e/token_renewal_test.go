@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -9,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -69,36 +72,66 @@ func (l *callLog) times(path string) []time.Time {
 	return out
 }
 
+// paths is every request's path, in the order they arrived.
+func (l *callLog) paths() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, len(l.calls))
+	for i, c := range l.calls {
+		out[i] = c.path
+	}
+	return out
+}
+
 const (
-	loginPath = "/v1/auth/kubernetes/login"
-	renewPath = "/v1/auth/token/renew-self"
+	loginPath  = "/v1/auth/kubernetes/login"
+	renewPath  = "/v1/auth/token/renew-self"
+	readPrefix = "/v1/secret/data/"
 )
+
+// renewedBeforeReads names each renew-self in paths that came after a
+// login (or, when paths has none, from the start) with fewer than reads
+// reads of the secret between the two. An agent that waits until the
+// renewal is due re-reads the secret at every render interval meanwhile;
+// one that renews right after login does not.
+func renewedBeforeReads(paths []string, reads int) []string {
+	var bad []string
+	seen, watching := 0, true
+	for i, p := range paths {
+		switch {
+		case p == loginPath:
+			seen, watching = 0, true
+		case strings.HasPrefix(p, readPrefix):
+			seen++
+		case p == renewPath:
+			if watching && seen < reads {
+				bad = append(bad, fmt.Sprintf("request %d (%d reads of the secret before it)", i+1, seen))
+			}
+			watching = false
+		}
+	}
+	return bad
+}
 
 // TestAgentRenewsTokenWhenDue: an agent does not renew the token it has
 // just received (vault/api's lifetime watcher would, at once: one useless
 // request per agent start); its first renewal after each login comes when
-// it is due, at 60-67 % of the token's TTL, renewals keep the token alive,
-// and when the token reaches its max TTL the agent logs in again. Every
-// request goes through a recording proxy to the real Vault.
+// it is due, renewals keep the token alive, and when the token reaches its
+// max TTL the agent logs in again. Every request goes through a recording
+// proxy to the real Vault; "when due" is checked by request order, not by
+// the clock: the agent re-reads the secret every second, and the first
+// renewal is due at 60-67 % of an 8 s TTL, so at least two reads of the
+// secret come between each login and the renewal after it (the agent that
+// renewed at once sent it right after the login, before any re-read).
 func TestAgentRenewsTokenWhenDue(t *testing.T) {
 	e := agentEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	const ns, ttl, maxTTL = "renew", 8 * time.Second, 20 * time.Second
-	if err := kube.Namespace(ctx, ns, false, ns); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.vault.AppRole(ctx, ns, ns, ns, `path "secret/data/renew/renew/*" { capabilities = ["read"] }`, ttl); err != nil {
-		t.Fatal(err)
-	}
-	// Renewals extend the token up to its max TTL; then it must be replaced.
-	if _, err := e.vault.Client().Logical().WriteWithContext(ctx, "auth/kubernetes/role/"+ns, map[string]any{"token_max_ttl": int(maxTTL.Seconds())}); err != nil {
-		t.Fatal(err)
-	}
-	e.put(t, ctx, "renew/renew/db", map[string]any{"password": "renew-pw"})
+	setUpRenewRole(t, ctx, e, ns, ttl, maxTTL)
 	tokenFile, saToken := saTokenFile(t, ctx, ns, ns)
 	calls, addr := newCallLog(t, e.vault.Addr())
-	out, health := runRenewingAgent(t, e, addr, tokenFile)
+	out, health := runRenewingAgent(t, e, renewConfig(ns, addr, tokenFile, agent.ModeNative, ""))
 
 	// Two logins: the first, and the one at the max TTL, with renewals in
 	// between.
@@ -108,14 +141,10 @@ func TestAgentRenewsTokenWhenDue(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%d logins and %d renewals, want at least 2 of each:\n%s", len(calls.times(loginPath)), len(calls.times(renewPath)), out.String())
 	}
-	logins, renewals := calls.times(loginPath), calls.times(renewPath)
-	for i, l := range logins {
-		for _, r := range renewals {
-			if since := r.Sub(l); since >= 0 && since < ttl*6/10 {
-				t.Errorf("renewal %s after login %d, before it was due (60 %% of the %s TTL)", since.Round(time.Millisecond), i+1, ttl)
-			}
-		}
+	if bad := renewedBeforeReads(calls.paths(), 2); len(bad) > 0 {
+		t.Errorf("token renewed before it was due, right after a login: %v\nrequests: %v", bad, calls.paths())
 	}
+	logins, renewals := calls.times(loginPath), calls.times(renewPath)
 	if !renewalBetween(renewals, logins[0], logins[1]) {
 		t.Errorf("no renewal between the first login and the second: the token was not kept alive")
 	}
@@ -124,6 +153,73 @@ func TestAgentRenewsTokenWhenDue(t *testing.T) {
 		t.Errorf("blinkchamber_agent_token_renewals_total is %v after %d renewals", n, len(renewals))
 	}
 	assertNoLeak(t, out.String(), "renew-pw", saToken)
+}
+
+// TestResumedTokenCountsFromWhatIsLeft: a sidecar that resumes the token
+// an init agent left counts the token's life from what lookup-self says it
+// has left, not from the TTL it was issued with: its token TTL gauge reads
+// less than the role's TTL, it does not log in, and its first renewal
+// comes when due (after re-reads of the secret, as above), not at resume.
+func TestResumedTokenCountsFromWhatIsLeft(t *testing.T) {
+	e := agentEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const ns, ttl = "resume", 20 * time.Second
+	setUpRenewRole(t, ctx, e, ns, ttl, time.Hour)
+	tokenFile, saToken := saTokenFile(t, ctx, ns, ns)
+	calls, addr := newCallLog(t, e.vault.Addr())
+	stateDir := t.TempDir()
+
+	initOut, _ := runRenewingAgent(t, e, renewConfig(ns, addr, tokenFile, agent.ModeInit, stateDir))
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		_, err := os.Stat(filepath.Join(stateDir, "state.json"))
+		return err == nil && len(calls.times(loginPath)) == 1, nil
+	})
+	if err != nil {
+		t.Fatalf("the init agent left no state:\n%s", initOut.String())
+	}
+	// Whole seconds pass, so lookup-self reports less than the role's TTL.
+	time.Sleep(2500 * time.Millisecond)
+	resumedAt := len(calls.paths())
+	out, health := runRenewingAgent(t, e, renewConfig(ns, addr, tokenFile, agent.ModeSidecar, stateDir))
+	waitReady(t, health, http.StatusOK, time.Minute)
+	_, metrics := get(t, health, "/metrics")
+	left, renewed := metricValue(metrics, "blinkchamber_agent_token_ttl_seconds"), metricValue(metrics, "blinkchamber_agent_token_renewals_total")
+	if renewed != 0 || left <= 0 || left >= ttl.Seconds() {
+		t.Errorf("after resume: token TTL gauge %v, %v renewals; want a TTL above 0 and below the role's %v, no renewal", left, renewed, ttl.Seconds())
+	}
+
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		return slices.Contains(calls.paths()[resumedAt:], renewPath), nil
+	})
+	if err != nil {
+		t.Fatalf("the resumed token was never renewed:\n%s", out.String())
+	}
+	sidecar := calls.paths()[resumedAt:]
+	if slices.Contains(sidecar, loginPath) {
+		t.Errorf("the sidecar logged in instead of resuming: %v", sidecar)
+	}
+	if bad := renewedBeforeReads(sidecar, 2); len(bad) > 0 {
+		t.Errorf("resumed token renewed before it was due: %v\nrequests: %v", bad, sidecar)
+	}
+	assertNoLeak(t, initOut.String()+out.String(), ns+"-pw", saToken)
+}
+
+// setUpRenewRole makes namespace ns, its role ns (tokens of ttl,
+// renewable up to maxTTL) and the secret ns/ns/db its agents read.
+func setUpRenewRole(t *testing.T, ctx context.Context, e *vaultEnv, ns string, ttl, maxTTL time.Duration) {
+	t.Helper()
+	if err := kube.Namespace(ctx, ns, false, ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.vault.AppRole(ctx, ns, ns, ns, `path "secret/data/`+ns+"/"+ns+`/*" { capabilities = ["read"] }`, ttl); err != nil {
+		t.Fatal(err)
+	}
+	// Renewals extend the token up to its max TTL; then it must be replaced.
+	if _, err := e.vault.Client().Logical().WriteWithContext(ctx, "auth/kubernetes/role/"+ns, map[string]any{"token_max_ttl": int(maxTTL.Seconds())}); err != nil {
+		t.Fatal(err)
+	}
+	e.put(t, ctx, ns+"/"+ns+"/db", map[string]any{"password": ns + "-pw"})
 }
 
 // saToken is a TokenRequest token of namespace/sa for audience vault, as
@@ -159,20 +255,25 @@ func renewalBetween(renewals []time.Time, from, to time.Time) bool {
 	return false
 }
 
-// runRenewingAgent runs the agent binary against vaultAddr until the test
-// ends; it returns its output and health address.
-func runRenewingAgent(t *testing.T, e *vaultEnv, vaultAddr, tokenFile string) (*syncBuffer, string) {
+// renewConfig is an agent of role ns that reads its one secret every
+// second through vaultAddr.
+func renewConfig(ns, vaultAddr, tokenFile string, mode agent.Mode, stateDir string) agent.Config {
+	return agent.Config{Mode: mode, TokenFile: tokenFile, StateDir: stateDir,
+		Vault:          agent.Vault{Address: vaultAddr, AuthPath: "auth/kubernetes", Role: ns},
+		RenderInterval: agent.Duration{Duration: time.Second},
+		Secrets:        []agent.Secret{{Name: "db", Template: `{{ with secret "secret/data/` + ns + "/" + ns + `/db" }}{{ .Data.data.password }}{{ end }}`, File: "db", Perms: 0o400}}}
+}
+
+// runRenewingAgent runs the agent binary with cfg on a free health port
+// until the test ends; it returns its output and health address.
+func runRenewingAgent(t *testing.T, e *vaultEnv, cfg agent.Config) (*syncBuffer, string) {
 	t.Helper()
 	port, err := harness.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	health := "127.0.0.1:" + strconv.Itoa(port)
-	cfg := agent.Config{Mode: agent.ModeNative, TokenFile: tokenFile, SecretsDir: t.TempDir(), HealthAddr: health,
-		Vault: agent.Vault{Address: vaultAddr, AuthPath: "auth/kubernetes", Role: "renew"},
-		// Re-reads are not what this test watches: few of them.
-		RenderInterval: agent.Duration{Duration: time.Minute},
-		Secrets:        []agent.Secret{{Name: "db", Template: `{{ with secret "secret/data/renew/renew/db" }}{{ .Data.data.password }}{{ end }}`, File: "db", Perms: 0o400}}}
+	cfg.HealthAddr = "127.0.0.1:" + strconv.Itoa(port)
+	cfg.SecretsDir = t.TempDir()
 	enc, err := cfg.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -185,5 +286,5 @@ func runRenewingAgent(t *testing.T, e *vaultEnv, vaultAddr, tokenFile string) (*
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-	return out, health
+	return out, cfg.HealthAddr
 }
