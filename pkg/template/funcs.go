@@ -55,7 +55,7 @@ var helpers = map[string]any{
 	},
 	"in":              in,
 	"indent":          indent,
-	"join":            func(sep string, a []string) (string, error) { return strings.Join(a, sep), nil },
+	"join":            join,
 	"trim":            func(cutset, s string) (string, error) { return strings.Trim(s, cutset), nil },
 	"trimPrefix":      func(prefix, s string) (string, error) { return strings.TrimPrefix(s, prefix), nil },
 	"trimSuffix":      func(suffix, s string) (string, error) { return strings.TrimSuffix(s, suffix), nil },
@@ -68,7 +68,7 @@ var helpers = map[string]any{
 	"parseYAML":       unmarshalWith("parseYAML", yaml.Unmarshal),
 	"regexReplaceAll": regexReplaceAll,
 	"regexMatch":      regexMatch,
-	"replaceAll":      func(from, to, s string) (string, error) { return strings.ReplaceAll(s, from, to), nil },
+	"replaceAll":      replaceAll,
 	"sha256Hex": func(s string) (string, error) {
 		sum := sha256.Sum256([]byte(s))
 		return hex.EncodeToString(sum[:]), nil
@@ -242,6 +242,26 @@ func indent(n int, s string) (string, error) {
 		lineStart = s[i] == '\n'
 	}
 	return b.String(), nil
+}
+
+// join is strings.Join with its result's size checked first.
+func join(sep string, a []string) (string, error) {
+	size := len(sep) * max(len(a)-1, 0)
+	for _, s := range a {
+		if size += len(s); size > MaxOutput {
+			return "", tooLarge("join", "the joined text")
+		}
+	}
+	return strings.Join(a, sep), nil
+}
+
+// replaceAll is strings.ReplaceAll with its result's size checked first:
+// each of n matches grows s by len(to)-len(from).
+func replaceAll(from, to, s string) (string, error) {
+	if n, grow := strings.Count(s, from), len(to)-len(from); n > 0 && grow > 0 && grow > (MaxOutput-len(s))/n {
+		return "", tooLarge("replaceAll", "the replaced text")
+	}
+	return strings.ReplaceAll(s, from, to), nil
 }
 
 // linesToIndent counts the lines of s that are not empty.

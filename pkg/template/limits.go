@@ -1,6 +1,7 @@
 package template
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
@@ -104,7 +105,58 @@ func checkIndent(name string, n, lines, size int) error {
 	case n < 0:
 		return failf(name, "indent value must be a positive integer")
 	case n > 0 && lines > 0 && n > (MaxOutput-size)/lines:
-		return &funcError{fn: name, reason: fmt.Sprintf("the indented text would exceed the output limit of %d bytes", MaxOutput), cause: ErrLimit}
+		return tooLarge(name, "the indented text")
 	}
 	return nil
+}
+
+// tooLarge is the error of a function whose result would exceed MaxOutput.
+func tooLarge(name, what string) error {
+	return &funcError{fn: name, reason: fmt.Sprintf("%s would exceed the output limit of %d bytes", what, MaxOutput), cause: ErrLimit}
+}
+
+// boundedBuffer holds a render's output (or executeTemplate's) and
+// refuses to grow past MaxOutput, so that the limit holds while the
+// template runs, not only once it has written everything.
+type boundedBuffer struct{ bytes.Buffer }
+
+func (b *boundedBuffer) Write(p []byte) (int, error) {
+	if len(p) > MaxOutput-b.Len() {
+		return 0, tooLarge("output", "the rendered text")
+	}
+	return b.Buffer.Write(p)
+}
+
+// boundedPrint are text/template's print, printf and println (the same
+// fmt functions, so the same text) with each result bounded by MaxOutput:
+// a value doubled in a loop (`$s = print $s $s`) stops at the limit
+// instead of taking the agent's memory. print and println add up their
+// string arguments before formatting; printf's result is checked once
+// formatted (its verbs may shorten its arguments).
+var boundedPrint = map[string]any{
+	"print":   func(args ...any) (string, error) { return boundedFormat("print", args, fmt.Sprint) },
+	"println": func(args ...any) (string, error) { return boundedFormat("println", args, fmt.Sprintln) },
+	"printf": func(format string, args ...any) (string, error) {
+		return checkSize("printf", fmt.Sprintf(format, args...))
+	},
+}
+
+func boundedFormat(name string, args []any, format func(...any) string) (string, error) {
+	size := 0
+	for _, a := range args {
+		if s, ok := a.(string); ok {
+			size += len(s)
+		}
+	}
+	if size > MaxOutput {
+		return "", tooLarge(name, "the result")
+	}
+	return checkSize(name, format(args...))
+}
+
+func checkSize(name, s string) (string, error) {
+	if len(s) > MaxOutput {
+		return "", tooLarge(name, "the result")
+	}
+	return s, nil
 }

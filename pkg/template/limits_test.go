@@ -74,12 +74,23 @@ func TestRenderBounds(t *testing.T) {
 		{"huge loop", `{{ range loop 1000000000 }}{{ end }}`, "", ":1:9: executing \"\" at <loop 1000000000>: error calling loop: loop: the loops of one render would run more than 100000 iterations"},
 		{"huge loop from a string", `{{ range loop "0" "9000000000000000000" }}x{{ end }}`, "", "iterations"},
 		{"nested loops multiply", `{{ range loop 1000 }}{{ range loop 1000 }}{{ end }}{{ end }}`, "", "would run more than 100000 iterations"},
-		{"output too large", `{{ range loop 100 }}{{ printf "%99999d" 1 }}{{ end }}`, "", "exceeds 4194304"},
-		{"indent within the limit", "{{ indent 3 \"a\\n\\nb\" }}|{{ indent 0 (printf \"%05000000d\" 0) | len }}", "   a\n\n   b|5000000", ""},
+		{"output too large", `{{ range loop 100 }}{{ printf "%99999d" 1 }}{{ end }}`, "", "output: the rendered text would exceed the output limit of 4194304 bytes"},
+		{"indent within the limit", "{{ indent 3 \"a\\n\\nb\" }}|{{ indent 0 (sprig_cat (printf \"%04000000d\" 0) (printf \"%04000000d\" 0)) | len }}", "   a\n\n   b|8000001", ""},
 		{"indent count too large", `{{ indent 50000000 "x" }}`, "", ":1:3: executing \"\" at <indent 50000000 \"x\">: error calling indent: indent: the indented text would exceed the output limit of 4194304 bytes"},
 		{"indent of many lines", `{{ indent 100 (printf "%050000d" 0 | replaceAll "0" "a\n") }}`, "", "indent: the indented text would exceed"},
 		{"sprig_indent count too large", `{{ sprig_indent 50000000 "x" }}`, "", "sprig_indent: the indented text would exceed"},
 		{"sprig_nindent count too large", `{{ sprig_nindent 50000000 "x" }}`, "", "sprig_nindent: the indented text would exceed"},
+		{"print, println, printf within the limit", `{{ print "a" 1 }}{{ println "b" }}{{ printf "%d-%s" 2 "c" }}`, "a1b\n2-c", ""},
+		{"a value doubled with print", `{{ $s := "xxxxxxxx" }}{{ range loop 22 }}{{ $s = print $s $s }}{{ end }}{{ len $s }}`, "", "error calling print: print: the result would exceed the output limit"},
+		{"a value doubled with println", `{{ $s := "xxxxxxxx" }}{{ range loop 22 }}{{ $s = println $s $s }}{{ end }}{{ len $s }}`, "", "println: the result would exceed"},
+		{"a value doubled with printf", `{{ $s := "xxxxxxxx" }}{{ range loop 22 }}{{ $s = printf "%s%s" $s $s }}{{ end }}{{ len $s }}`, "", "printf: the result would exceed"},
+		{"print of large arguments", `{{ $s := printf "%04000000d" 0 }}{{ print $s $s }}`, "", "print: the result would exceed"},
+		{"output refused as it grows", `{{ range loop 40 }}{{ printf "%999999d" 1 }}{{ end }}`, "", "output: the rendered text would exceed"},
+		{"executeTemplate output refused as it grows", `{{ define "t" }}{{ range loop 40 }}{{ printf "%999999d" 1 }}{{ end }}{{ end }}{{ executeTemplate "t" | len }}`, "", "error calling executeTemplate: output: the rendered text would exceed"},
+		{"join and replaceAll within the limit", `{{ split "," "a,b" | join "+" }} {{ "a-b" | replaceAll "-" "--" }} {{ "abc" | replaceAll "" "." }}`, "a+b a--b .a.b.c.", ""},
+		{"join too large", `{{ $s := printf "%03000000d" 0 }}{{ sprig_list $s $s | sprig_toStrings | join "" }}`, "", "join: the joined text would exceed"},
+		{"replaceAll too large", `{{ printf "%03000000d" 0 | replaceAll "0" "00" }}`, "", "replaceAll: the replaced text would exceed"},
+		{"replaceAll of the empty string too large", `{{ printf "%01000000d" 0 | replaceAll "" "xyzw" }}`, "", "replaceAll: the replaced text would exceed"},
 		{"sprig_indent within the limit", `{{ sprig_indent 2 "a\n\nb" }}|{{ sprig_nindent 1 "a" }}`, "  a\n  \n  b|\n a", ""},
 	}
 	for _, tc := range cases {
@@ -186,6 +197,37 @@ func TestIndentRefusedBeforeAllocating(t *testing.T) {
 			}
 			if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
 				t.Fatalf("%s allocated %d bytes before refusing", name, grew)
+			}
+		})
+	}
+}
+
+// TestRenderMemoryBounded: renders that grow a value or the output past
+// MaxOutput stop near the limit, not when they are done (the doubling
+// took 174 MiB without an error, and 40 lines of 1 MB 322 MiB, when the
+// output was checked only at the end; the agent's memory limit is 64 Mi).
+// Bytes allocated are measured, not time.
+func TestRenderMemoryBounded(t *testing.T) {
+	for name, text := range map[string]string{
+		"doubling with print": `{{ $s := "xxxxxxxx" }}{{ range loop 22 }}{{ $s = print $s $s }}{{ end }}{{ len $s }}`,
+		"output of 40 MB":     `{{ range loop 40 }}{{ printf "%999999d" 1 }}{{ end }}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			tp, err := New("x", text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err = tp.Execute(lookupOf(nil))
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, ErrLimit) {
+				t.Fatalf("Execute = %v, want ErrLimit", err)
+			}
+			// All bytes allocated, garbage included (about 22 and 31 MiB
+			// here), under the agent's memory limit; the live heap is less.
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+				t.Fatalf("the render allocated %d MiB before it was refused", grew>>20)
 			}
 		})
 	}

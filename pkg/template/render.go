@@ -1,7 +1,6 @@
 package template
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"sort"
@@ -108,6 +107,8 @@ func (t *Template) function(name string) any {
 		return func() *Scratch { return &t.cur.scratch }
 	case "executeTemplate":
 		return t.executeTemplate
+	case "print", "printf", "println":
+		return boundedPrint[name]
 	}
 	if f, ok := helpers[name]; ok {
 		return f
@@ -132,7 +133,7 @@ func (t *Template) executeTemplate(name string, data ...any) (string, error) {
 	default:
 		return "", failf("executeTemplate", "wrong number of arguments, expected 1 or 2, but got %d", len(data)+1)
 	}
-	var b bytes.Buffer
+	var b boundedBuffer
 	if err := t.tmpl.ExecuteTemplate(&b, name, dot); err != nil {
 		return "", err
 	}
@@ -187,7 +188,7 @@ func (t *Template) execute(lookup Lookup) executed {
 	rec := &recorder{lookup: lookup, seen: map[string]bool{}}
 	t.cur = rec
 	defer func() { t.cur = nil }()
-	var out bytes.Buffer
+	var out boundedBuffer
 	err := t.tmpl.Execute(&out, nil)
 	r := &Result{Used: rec.used, Missing: rec.missing, Output: out.Bytes()}
 	if rec.limit != nil {
@@ -207,9 +208,6 @@ func (t *Template) execute(lookup Lookup) executed {
 			return executed{nil, fmt.Errorf("rendering %s: %w: %s", t.name, ErrLimit, msg)}
 		}
 		return executed{r, fmt.Errorf("rendering %s: %s", t.name, msg)}
-	}
-	if len(r.Output) > MaxOutput {
-		return executed{nil, fmt.Errorf("rendering %s: %w: output of %d bytes exceeds %d", t.name, ErrLimit, len(r.Output), MaxOutput)}
 	}
 	return executed{res: r}
 }
