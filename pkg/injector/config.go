@@ -35,21 +35,24 @@ type Config struct {
 	WebhookConfigName      string
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
-	LeaderElect            bool
-	Namespace              string
-	CertSecretName         string
-	CertHosts              stringList
-	AuthPath               string
-	TokenAudience          string
-	RenderInterval         time.Duration
-	VolumeSize             string
-	AgentCPURequest        string
-	AgentMemoryRequest     string
-	AgentCPULimit          string
-	AgentMemoryLimit       string
-	AgentRunAsUser         int64
-	AgentHealthPort        int
-	AgentMetricsPort       int
+	// PprofBindAddress serves net/http/pprof; off by default, as the
+	// profiles expose internals to whoever can reach the port.
+	PprofBindAddress   string
+	LeaderElect        bool
+	Namespace          string
+	CertSecretName     string
+	CertHosts          stringList
+	AuthPath           string
+	TokenAudience      string
+	RenderInterval     time.Duration
+	VolumeSize         string
+	AgentCPURequest    string
+	AgentMemoryRequest string
+	AgentCPULimit      string
+	AgentMemoryLimit   string
+	AgentRunAsUser     int64
+	AgentHealthPort    int
+	AgentMetricsPort   int
 }
 
 // NewConfig returns the defaults documented in the README.
@@ -61,6 +64,7 @@ func NewConfig() *Config {
 		WebhookConfigName:      "blinkchamber-injector",
 		MetricsBindAddress:     ":8080",
 		HealthProbeBindAddress: ":8081",
+		PprofBindAddress:       "0",
 		Namespace:              namespaceFromEnv(),
 		CertSecretName:         "blinkchamber-injector-tls",
 		AuthPath:               d.AuthPath,
@@ -102,6 +106,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebhookConfigName, "webhook-config-name", c.WebhookConfigName, "MutatingWebhookConfiguration whose caBundle the self-managed certificates go to")
 	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", c.MetricsBindAddress, "Prometheus metrics address (0 disables)")
 	fs.StringVar(&c.HealthProbeBindAddress, "health-probe-bind-address", c.HealthProbeBindAddress, "/healthz and /readyz address (0 disables)")
+	fs.StringVar(&c.PprofBindAddress, "pprof-bind-address", c.PprofBindAddress, "Go profiling (net/http/pprof) address, e.g. 127.0.0.1:6060 (0 disables)")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", c.LeaderElect, "elect a leader among replicas; only the leader writes certificates")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "namespace of the injector (leader lease, certificate Secret); default from POD_NAMESPACE")
 	fs.StringVar(&c.CertSecretName, "cert-secret-name", c.CertSecretName, "Secret that holds the self-managed CA and serving certificate")

@@ -99,6 +99,7 @@ func managerOptions(cfg *Config, store *certs.Store, log logr.Logger) ctrl.Optio
 		Logger:                 log,
 		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
 		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
+		PprofBindAddress:       cfg.PprofBindAddress,
 		// No manager-wide election: it would end the process when a
 		// replica loses the API server (see issuerRunnable).
 		LeaderElection: false,

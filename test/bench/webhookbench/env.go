@@ -56,6 +56,7 @@ type served struct {
 	cmd        *exec.Cmd
 	url        string // the mutate endpoint
 	metricsURL string
+	pprofURL   string // the injector's /debug/pprof/ (empty for others)
 	caPEM      []byte
 	logPath    string
 	exited     chan error
@@ -78,7 +79,7 @@ func startInjector(ctx context.Context, bin, dir string, kube *harness.Kube, run
 	if err != nil {
 		return nil, err
 	}
-	ports := make([]int, 3)
+	ports := make([]int, 4)
 	for i := range ports {
 		if ports[i], err = harness.FreePort(); err != nil {
 			return nil, err
@@ -87,7 +88,8 @@ func startInjector(ctx context.Context, bin, dir string, kube *harness.Kube, run
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
 	s := &served{
 		url: "https://" + addr(ports[0]) + injector.Path, metricsURL: "http://" + addr(ports[1]) + "/metrics",
-		caPEM: caPEM, logPath: filepath.Join(dir, "injector.log"), exited: make(chan error, 1),
+		pprofURL: "http://" + addr(ports[3]) + "/debug/pprof/",
+		caPEM:    caPEM, logPath: filepath.Join(dir, "injector.log"), exited: make(chan error, 1),
 	}
 	logf, err := os.Create(s.logPath)
 	if err != nil {
@@ -96,7 +98,8 @@ func startInjector(ctx context.Context, bin, dir string, kube *harness.Kube, run
 	s.cmd = exec.Command(bin,
 		"--host", "127.0.0.1", "--port", strconv.Itoa(ports[0]), "--cert-dir", certDir,
 		"--agent-image", "ghcr.io/blinkchamber/agent:dev", "--vault-addr", "https://vault.vault.svc:8200",
-		"--metrics-bind-address", addr(ports[1]), "--health-probe-bind-address", addr(ports[2]))
+		"--metrics-bind-address", addr(ports[1]), "--health-probe-bind-address", addr(ports[2]),
+		"--pprof-bind-address", addr(ports[3]))
 	s.cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), runtime...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {

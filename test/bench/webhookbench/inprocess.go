@@ -69,7 +69,7 @@ func inProcess(ctx context.Context, repo, dir string, runtimeEnv []string) ([]be
 	if err != nil {
 		return nil, nil, fmt.Errorf("go tool pprof: %w", err)
 	}
-	return lines, cumShares(string(top)), nil
+	return lines, cumShares(string(top), profiled), nil
 }
 
 // parseBench reads "BenchmarkX/sub-2  N  v unit  v unit ..." lines.
@@ -91,9 +91,9 @@ func parseBench(out string) []benchLine {
 	return lines
 }
 
-// cumShares picks the profiled functions' cum% from `pprof -top -cum`
+// cumShares picks the parts' functions' cum% from `pprof -top -cum`
 // ("flat flat% sum% cum cum% name" lines).
-func cumShares(top string) []share {
+func cumShares(top string, parts []share) []share {
 	cum := map[string]float64{}
 	for _, l := range strings.Split(top, "\n") {
 		f := strings.Fields(l)
@@ -104,8 +104,8 @@ func cumShares(top string) []share {
 			cum[strings.Join(f[5:], " ")] = v
 		}
 	}
-	out := make([]share, 0, len(profiled))
-	for _, s := range profiled {
+	out := make([]share, 0, len(parts))
+	for _, s := range parts {
 		if v, ok := cum[s.function]; ok {
 			s.percent = v
 			out = append(out, s)

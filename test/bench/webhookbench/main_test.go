@@ -114,7 +114,7 @@ func TestCumShares(t *testing.T) {
          0     0%     0%      1.10s 32.54%  gomodules.xyz/jsonpatch/v2.CreatePatch
      0.01s   0.3%   0.3%      0.29s  8.58%  github.com/blinkchamber/blinkchamber/pkg/mutate.Mutate
 `
-	got := cumShares(top)
+	got := cumShares(top, profiled)
 	if len(got) != 2 || got[0].percent != 8.58 || got[1].percent != 32.54 { // in the order of profiled
 		t.Fatalf("cumShares = %+v", got)
 	}

@@ -63,6 +63,7 @@ func renderWebhook(o options, res results) string {
 	if res.soak != nil {
 		renderSoak(&b, o, *res.soak)
 	}
+	renderServedShares(&b, o, res.servedShares)
 	renderInProcess(&b, res.bench, res.shares, res.runtimeEnv)
 	return b.String()
 }
@@ -130,6 +131,19 @@ func renderReference(b *strings.Builder, points, reference []point) {
 		return
 	}
 	fmt.Fprintf(b, "What separates blinkchamber from the ceiling is its own work: mutation, the patch diff and its encoding (profile below).\n")
+}
+
+// renderServedShares is where the served injector's CPU went.
+func renderServedShares(b *strings.Builder, o options, shares []share) {
+	if len(shares) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n### Where the served injector's CPU goes\n\n")
+	fmt.Fprintf(b, "A CPU profile of the injector process (its `--pprof-bind-address`) over %s while driven with the %d-secret pod at concurrency %d, after the points above; "+
+		"cumulative shares of the process's samples (`go tool pprof -top -cum`):\n\n| part | function | share |\n|---|---|---|\n", o.duration, targetSecrets, targetConcurrency)
+	for _, s := range shares {
+		fmt.Fprintf(b, "| %s | `%s` | %.0f%% |\n", s.label, s.function, s.percent)
+	}
 }
 
 func renderSoak(b *strings.Builder, o options, sr soakResult) {

@@ -30,6 +30,7 @@ type results struct {
 	shares           []share
 	runtimeEnv       []string // the injector's GOGC and GOMEMLIMIT
 	reference        []point  // the decode-only webhook, target pod
+	servedShares     []share  // profile of the served injector at the target point
 	started, stopped time.Time
 }
 
@@ -138,6 +139,9 @@ func measure(ctx context.Context, s, ref *served, o options, res *results) error
 			res.reference = append(res.reference, p)
 			fmt.Fprintf(os.Stderr, "decode-only conc=%d: %.0f/s p99 %s cpu/adm %s\n", conc, p.throughput, p.p99, p.cpuPerAdmission)
 		}
+	}
+	if res.servedShares, err = servedProfile(ctx, c, s, s.cmd.Path, os.TempDir(), o.warmup, o.duration); err != nil {
+		return err
 	}
 	if o.soak > 0 {
 		r, err := newRequest(o.soakSecrets)
