@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -26,19 +25,12 @@ func startDecodeOnly(ctx context.Context, bin, dir string, caPEM, answer []byte,
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s := &served{url: "https://" + addr + "/", caPEM: caPEM, logPath: filepath.Join(dir, "decodeonly.log"), exited: make(chan error, 1)}
-	logf, err := os.Create(s.logPath)
-	if err != nil {
+	s := &served{url: "https://" + addr + "/", caPEM: caPEM, name: "decode-only webhook", logPath: filepath.Join(dir, "decodeonly.log")}
+	cmd := exec.Command(bin, "-addr", addr, "-cert-dir", filepath.Join(dir, "certs"), "-answer", answerFile)
+	cmd.Env = append(os.Environ(), runtime...)
+	if err := s.start(cmd); err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(bin, "-addr", addr, "-cert-dir", filepath.Join(dir, "certs"), "-answer", answerFile)
-	s.cmd.Env = append(os.Environ(), runtime...)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("starting the decode-only webhook: %w", err)
-	}
-	go func() { s.exited <- s.cmd.Wait(); logf.Close() }()
 	c, err := s.client(1, true)
 	if err != nil {
 		_ = s.stop()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -58,8 +57,25 @@ type served struct {
 	metricsURL string
 	pprofURL   string // the injector's /debug/pprof/ (empty for others)
 	caPEM      []byte
+	name       string // for messages: "injector", "decode-only webhook"
 	logPath    string
 	exited     chan error
+}
+
+// start runs cmd with its output in logPath and watches for its exit.
+func (s *served) start(cmd *exec.Cmd) error {
+	logf, err := os.Create(s.logPath)
+	if err != nil {
+		return err
+	}
+	s.cmd, s.exited = cmd, make(chan error, 1)
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("starting the %s: %w", s.name, err)
+	}
+	go func() { s.exited <- s.cmd.Wait(); logf.Close() }()
+	return nil
 }
 
 // startInjector runs the built injector as its own process with mounted
@@ -89,24 +105,17 @@ func startInjector(ctx context.Context, bin, dir string, kube *harness.Kube, run
 	s := &served{
 		url: "https://" + addr(ports[0]) + injector.Path, metricsURL: "http://" + addr(ports[1]) + "/metrics",
 		pprofURL: "http://" + addr(ports[3]) + "/debug/pprof/",
-		caPEM:    caPEM, logPath: filepath.Join(dir, "injector.log"), exited: make(chan error, 1),
+		caPEM:    caPEM, name: "injector", logPath: filepath.Join(dir, "injector.log"),
 	}
-	logf, err := os.Create(s.logPath)
-	if err != nil {
-		return nil, err
-	}
-	s.cmd = exec.Command(bin,
+	cmd := exec.Command(bin,
 		"--host", "127.0.0.1", "--port", strconv.Itoa(ports[0]), "--cert-dir", certDir,
 		"--agent-image", "ghcr.io/blinkchamber/agent:dev", "--vault-addr", "https://vault.vault.svc:8200",
 		"--metrics-bind-address", addr(ports[1]), "--health-probe-bind-address", addr(ports[2]),
 		"--pprof-bind-address", addr(ports[3]))
-	s.cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), runtime...)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("starting the injector: %w", err)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), runtime...)
+	if err := s.start(cmd); err != nil {
+		return nil, err
 	}
-	go func() { s.exited <- s.cmd.Wait(); logf.Close() }()
 	if err := s.waitReady(ctx, http.DefaultClient, "http://"+addr(ports[2])+"/readyz"); err != nil {
 		s.stop()
 		return nil, err
@@ -129,21 +138,21 @@ func (s *served) waitReady(ctx context.Context, c *http.Client, readyz string) e
 		}
 		select {
 		case err := <-s.exited:
-			return fmt.Errorf("injector exited before it was ready: %v (log: %s)", err, s.logPath)
+			return fmt.Errorf("%s exited before it was ready: %v (log: %s)", s.name, err, s.logPath)
 		case <-ctx.Done():
-			return fmt.Errorf("injector never ready at %s: %w (log: %s)", readyz, ctx.Err(), s.logPath)
+			return fmt.Errorf("%s never ready at %s: %w (log: %s)", s.name, readyz, ctx.Err(), s.logPath)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-// client trusts the injector's CA. With h2 every worker shares one
+// client trusts the served process's CA (the injector's certificates). With h2 every worker shares one
 // HTTP/2 connection, as the kube-apiserver's webhook client does; without,
 // each worker keeps its own HTTP/1.1 connection.
 func (s *served) client(conns int, h2 bool) (*http.Client, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(s.caPEM) {
-		return nil, errors.New("no CA certificate in the injector's PEM")
+		return nil, fmt.Errorf("no CA certificate in the %s's PEM", s.name)
 	}
 	t := &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
@@ -165,7 +174,7 @@ func (s *served) stop() error {
 		return err
 	case <-time.After(15 * time.Second):
 		_ = s.cmd.Process.Kill()
-		return fmt.Errorf("injector ignored SIGTERM (log: %s)", s.logPath)
+		return fmt.Errorf("%s ignored SIGTERM (log: %s)", s.name, s.logPath)
 	}
 }
 

@@ -140,7 +140,7 @@ func measure(ctx context.Context, s, ref *served, o options, res *results) error
 			fmt.Fprintf(os.Stderr, "decode-only conc=%d: %.0f/s p99 %s cpu/adm %s\n", conc, p.throughput, p.p99, p.cpuPerAdmission)
 		}
 	}
-	if res.servedShares, err = servedProfile(ctx, c, s, s.cmd.Path, os.TempDir(), o.warmup, o.duration); err != nil {
+	if res.servedShares, err = servedProfile(ctx, c, s, s.cmd.Path, filepath.Dir(s.logPath), o.warmup, o.duration); err != nil {
 		return err
 	}
 	if o.soak > 0 {
