@@ -13,10 +13,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kjson "sigs.k8s.io/json"
+
+	"github.com/blinkchamber/blinkchamber/pkg/mutate"
 )
 
-// maxReview is the largest body accepted, as controller-runtime's webhook
-// (7 MiB); the API server itself never sends more than 3 MiB objects.
+// maxReview is the largest body read. The API server accepts request
+// bodies of up to 3 MiB (--max-request-bytes) and a review carries the
+// object and, for UPDATE, the old object: 2 x 3 MiB, plus 1 MiB for the
+// envelope and the fields defaulting adds. Anything larger is refused
+// unread (413), so no request costs more than this much work.
 const maxReview = 7 << 20
 
 // ErrReviewVersion is wrapped when a body is not an AdmissionReview of a
@@ -80,6 +85,9 @@ func decodeReview(body []byte) (*podReview, error) {
 // readReview reads and decodes the body once. Field names are matched
 // case-sensitively, as the API server's own decoder does.
 func readReview(r *http.Request) (*podReview, error) {
+	if r.ContentLength > maxReview {
+		return nil, &reviewError{http.StatusRequestEntityTooLarge, fmt.Errorf("%w: the body (%d bytes) is larger than %d bytes", errBody, r.ContentLength, maxReview)}
+	}
 	var body []byte
 	if r.Body != nil {
 		var err error
@@ -94,7 +102,7 @@ func readReview(r *http.Request) (*podReview, error) {
 		return nil, &reviewError{http.StatusRequestEntityTooLarge, fmt.Errorf("%w: the body is larger than %d bytes", errBody, maxReview)}
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		return nil, &reviewError{http.StatusBadRequest, fmt.Errorf("%w: Content-Type %q, want application/json", errBody, ct)}
+		return nil, &reviewError{http.StatusBadRequest, fmt.Errorf("%w: Content-Type %q, want application/json", errBody, mutate.Truncate(ct))}
 	}
 	review, err := decodeReview(body)
 	if err != nil {
@@ -116,11 +124,11 @@ func checkEnvelope(tm metav1.TypeMeta) error {
 	switch tm.APIVersion {
 	case admissionv1.SchemeGroupVersion.String(), admissionv1beta1.SchemeGroupVersion.String():
 	default:
-		return fmt.Errorf("%w: apiVersion %q; this webhook speaks %s and %s", ErrReviewVersion, tm.APIVersion,
+		return fmt.Errorf("%w: apiVersion %q; this webhook speaks %s and %s", ErrReviewVersion, mutate.Truncate(tm.APIVersion),
 			admissionv1.SchemeGroupVersion, admissionv1beta1.SchemeGroupVersion)
 	}
 	if tm.Kind != reviewV1.Kind {
-		return fmt.Errorf("%w: kind %q, want AdmissionReview", ErrReviewVersion, tm.Kind)
+		return fmt.Errorf("%w: kind %q, want AdmissionReview", ErrReviewVersion, mutate.Truncate(tm.Kind))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -27,7 +28,14 @@ const (
 	OutcomeSkipped  = "skipped"
 	OutcomeDenied   = "denied"
 	OutcomeError    = "error"
+	// OutcomeAbandoned counts requests whose client went away before the
+	// answer was ready; they get no answer.
+	OutcomeAbandoned = "abandoned"
 )
+
+// ephemeralContainers is the pod subresource through which containers are
+// added to a running pod.
+const ephemeralContainers = "ephemeralcontainers"
 
 // reasonInvalidReview labels refusals of the HTTP request or envelope.
 const reasonInvalidReview = "invalid-review"
@@ -48,6 +56,9 @@ type podWebhook struct {
 	// recoverPanic answers a panic with a 500 review instead of dropping
 	// the connection; tests and the fuzzer turn it off to see the panic.
 	recoverPanic bool
+	// stageHook, when set (tests only), runs at each point where the
+	// handler checks that its client is still there.
+	stageHook func(ctx context.Context, stage string)
 }
 
 // NewWebhook builds the admission webhook for pods.
@@ -57,6 +68,7 @@ func NewWebhook(opts mutate.Options, m *Metrics, log logr.Logger) http.Handler {
 
 func (h *podWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	ctx := r.Context()
 	review, err := readReview(r)
 	if err != nil {
 		var re *reviewError
@@ -70,8 +82,14 @@ func (h *podWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := admission.Request{AdmissionRequest: review.Request.AdmissionRequest}
-	rec := &record{pod: req.Name}
-	resp := h.admit(req, review.Request, rec)
+	rec := &record{pod: mutate.Truncate(req.Name)}
+	if h.gone(ctx, "decoded", req, rec, start) {
+		return
+	}
+	resp := h.admit(ctx, req, review.Request, rec)
+	if h.gone(ctx, "answered", req, rec, start) {
+		return
+	}
 	resp.Warnings = append(resp.Warnings, rec.outcome.Warnings...)
 	h.report(req, rec, resp, time.Since(start))
 	if err := resp.Complete(req); err != nil {
@@ -89,14 +107,35 @@ func (h *podWebhook) write(w http.ResponseWriter, gvk schema.GroupVersionKind, r
 	}
 }
 
+// gone reports whether the client has gone (the API server gave up
+// after the webhook's timeout, or the connection dropped), after running
+// the test hook for stage. Work for a request nobody waits for is
+// abandoned between stages, each of which is linear in the request.
+func (h *podWebhook) gone(ctx context.Context, stage string, req admission.Request, rec *record, start time.Time) bool {
+	if h.stageHook != nil {
+		h.stageHook(ctx, stage)
+	}
+	if ctx.Err() == nil {
+		return false
+	}
+	if rec.abandoned {
+		return true
+	}
+	rec.abandoned = true
+	h.metrics.observe(req.Namespace, OutcomeAbandoned, OutcomeAbandoned, time.Since(start))
+	h.requestLog(req, rec).Info("admission abandoned: the client has gone", "stage", stage, "cause", context.Cause(ctx).Error())
+	return true
+}
+
 // record is what one admission learned, for metrics and logs.
 type record struct {
-	pod     string
-	outcome mutate.Outcome
+	pod       string
+	outcome   mutate.Outcome
+	abandoned bool
 }
 
 // admit checks the request, mutates the pod, and answers.
-func (h *podWebhook) admit(req admission.Request, object *podRequest, rec *record) (resp admission.Response) {
+func (h *podWebhook) admit(ctx context.Context, req admission.Request, object *podRequest, rec *record) (resp admission.Response) {
 	if h.recoverPanic {
 		defer func() {
 			if p := recover(); p != nil {
@@ -116,11 +155,25 @@ func (h *podWebhook) admit(req admission.Request, object *podRequest, rec *recor
 		return admission.Errored(http.StatusBadRequest, errors.New("request.object is empty: there is no pod to mutate"))
 	}
 	rec.pod = podName(pod)
+	if req.SubResource == ephemeralContainers {
+		// kubectl debug adds containers to a running pod this way
+		// (UPDATE of pods/ephemeralcontainers): nothing to inject, but a
+		// debug container must not reach the agent's volumes either.
+		if err := mutate.CheckAddedContainers(pod); err != nil {
+			rec.outcome.Reason = mutate.ReasonInvalid
+			return refusal(rec.pod, err)
+		}
+		return admission.Allowed("ephemeral containers do not touch the agent's volumes")
+	}
 	before := pod.DeepCopy()
 	out, err := mutate.Mutate(pod, h.opts)
 	rec.outcome = out
 	if err != nil {
 		return refusal(rec.pod, err)
+	}
+	if h.gone(ctx, "mutated", req, rec, time.Now()) {
+		// The diff is the costliest stage; nobody would read its answer.
+		return admission.Errored(http.StatusServiceUnavailable, context.Cause(ctx))
 	}
 	return podPatch(before, pod)
 }
@@ -141,37 +194,56 @@ func checkRequest(req admission.Request) (resp admission.Response, done bool) {
 		return admission.Allowed("nothing to mutate for " + string(req.Operation)), true
 	default:
 		return admission.Errored(http.StatusBadRequest,
-			fmt.Errorf("request.operation %q is not an admission operation (CREATE, UPDATE, DELETE, CONNECT)", req.Operation)), true
+			fmt.Errorf("request.operation %q is not an admission operation (CREATE, UPDATE, DELETE, CONNECT)", mutate.Truncate(string(req.Operation)))), true
 	}
 	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
 	if gvk != podGVK {
 		return admission.Errored(http.StatusBadRequest,
-			fmt.Errorf("this webhook mutates v1 Pods; the request is for %s", gvk.String())), true
+			fmt.Errorf("this webhook mutates v1 Pods; the request is for %s", mutate.Truncate(gvk.String()))), true
 	}
 	return admission.Response{}, false
 }
 
 // refusal turns a mutation error into the answer: 422 naming the
-// annotations for an invalid pod, 500 for anything else.
+// annotations or containers for an invalid pod, 500 for anything else.
+// The message and causes are those of apierrors.NewInvalid, built here
+// from the capped list: NewInvalid aggregates its errors with a quadratic
+// join, and the count of all problems would be lost.
 func refusal(pod string, err error) admission.Response {
 	var inv *mutate.InvalidError
 	var status metav1.Status
 	if errors.As(err, &inv) {
-		status = apierrors.NewInvalid(podGVK.GroupKind(), pod, inv.Errs).Status()
+		status = invalidStatus(pod, inv)
 	} else {
 		status = apierrors.NewInternalError(err).Status()
 	}
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}
 }
 
+func invalidStatus(pod string, inv *mutate.InvalidError) metav1.Status {
+	causes := make([]metav1.StatusCause, 0, len(inv.Errs))
+	for _, e := range inv.Errs {
+		causes = append(causes, metav1.StatusCause{Type: metav1.CauseType(e.Type), Message: e.ErrorBody(), Field: e.Field})
+	}
+	gk := podGVK.GroupKind()
+	return metav1.Status{
+		Status:  metav1.StatusFailure,
+		Code:    http.StatusUnprocessableEntity,
+		Reason:  metav1.StatusReasonInvalid,
+		Message: fmt.Sprintf("%s %q is invalid: %s", gk.String(), pod, inv.Error()),
+		Details: &metav1.StatusDetails{Group: gk.Group, Kind: gk.Kind, Name: pod, Causes: causes},
+	}
+}
+
 // podName is the name, or generateName followed by "*" for pods whose name
-// the API server has yet to choose.
+// the API server has yet to choose, cut to mutate.MaxEcho: the API server
+// validates names only after admission, so here one may be megabytes.
 func podName(pod *corev1.Pod) string {
 	if pod.Name != "" {
-		return pod.Name
+		return mutate.Truncate(pod.Name)
 	}
 	if pod.GenerateName != "" {
-		return pod.GenerateName + "*"
+		return mutate.Truncate(pod.GenerateName) + "*"
 	}
 	return ""
 }
@@ -198,8 +270,11 @@ func (h *podWebhook) report(req admission.Request, rec *record, resp admission.R
 	}
 }
 
+// requestLog names the request; every value is bounded, as anyone who can
+// reach the webhook chooses them.
 func (h *podWebhook) requestLog(req admission.Request, rec *record) logr.Logger {
-	return h.log.WithValues("namespace", req.Namespace, "pod", rec.pod, "uid", req.UID, "operation", req.Operation)
+	return h.log.WithValues("namespace", mutate.Truncate(req.Namespace), "pod", rec.pod,
+		"uid", mutate.Truncate(string(req.UID)), "operation", mutate.Truncate(string(req.Operation)))
 }
 
 func classify(resp admission.Response, rec *record) string {

@@ -108,16 +108,35 @@ type Spec struct {
 	VaultK8s bool
 	// Warnings are annotations accepted with a caveat (vaultk8s.go).
 	Warnings []Warning
+	// templateKeys is, by secret name, the annotation its template came
+	// from (template- or secret-), for errors about the template.
+	templateKeys map[string]string
 }
 
 var annotationsPath = field.NewPath("metadata", "annotations")
 
 func keyPath(key string) *field.Path { return annotationsPath.Key(key) }
 
-// Parse reads every blinkchamber.io/ annotation of a pod. It returns all the
+// Parse reads every blinkchamber.io/ annotation of a pod. It returns the
 // problems it finds, each naming its annotation, so a user fixes them in one
-// round.
+// round: the first MaxListedErrors of them.
 func Parse(pod *corev1.Pod) (*Spec, field.ErrorList) {
+	spec, errs := parse(pod)
+	return spec, errs.list
+}
+
+// parse reads the annotations with either prefix. Its cost is linear in
+// the annotations: each key is looked at a bounded number of times, and
+// the sort is over at most MaxAnnotationBytes of keys.
+func parse(pod *corev1.Pod) (*Spec, problems) {
+	if !hasPrefixedKey(pod.Annotations) {
+		return &Spec{}, problems{}
+	}
+	if err := annotationsTooLarge(pod.Annotations); err != nil {
+		var p problems
+		p.add(err)
+		return &Spec{}, p
+	}
 	if usesVault(pod) {
 		return parseVault(pod)
 	}
@@ -138,6 +157,17 @@ func Parse(pod *corev1.Pod) (*Spec, field.ErrorList) {
 	return p.spec, p.errs
 }
 
+// hasPrefixedKey reports whether any annotation is for this injector or
+// uses the Vault Agent Injector's prefix.
+func hasPrefixedKey(annotations map[string]string) bool {
+	for k := range annotations {
+		if strings.HasPrefix(k, Prefix) || strings.HasPrefix(k, VaultPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
 type secretParts struct {
 	path, template, file, perms, command *string
 	signal, reloadURL, format            *string
@@ -145,12 +175,12 @@ type secretParts struct {
 
 type parser struct {
 	spec    *Spec
-	errs    field.ErrorList
+	errs    problems
 	secrets map[string]*secretParts
 }
 
 func (p *parser) invalid(key, value, reason string) {
-	p.errs = append(p.errs, field.Invalid(keyPath(key), value, reason))
+	p.errs.add(field.Invalid(keyPath(key), value, reason))
 }
 
 func (p *parser) annotation(key, value string) {
@@ -292,9 +322,15 @@ var secretSlots = []slot[secretParts]{
 }
 
 func (p *parser) secretAnnotation(key, value string) {
-	if !perSecret(p, key, value, p.secrets, secretSlots) {
-		p.errs = append(p.errs, field.NotSupported(keyPath(key), key, knownKeys))
+	if perSecret(p, key, value, p.secrets, secretSlots) {
+		return
 	}
+	if p.errs.full() {
+		// Listing the known keys costs more than the key itself.
+		p.errs.count()
+		return
+	}
+	p.errs.add(field.NotSupported(keyPath(key), key, knownKeys))
 }
 
 // knownKeys lists the accepted annotation keys for the "unknown key" error.
@@ -316,10 +352,30 @@ func (p *parser) finishSecrets() {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	files := map[string]string{} // file -> the annotation that named it
+	p.spec.templateKeys = map[string]string{}
 	for _, n := range names {
-		if s, ok := p.secret(n, p.secrets[n]); ok {
-			p.spec.Secrets = append(p.spec.Secrets, s)
+		parts := p.secrets[n]
+		s, ok := p.secret(n, parts)
+		if !ok {
+			continue
 		}
+		fileKey := PrefixSecret + n // the file is named after the secret
+		if parts.file != nil {
+			fileKey = PrefixFile + n
+		} else if parts.path == nil {
+			fileKey = PrefixTemplate + n
+		}
+		if other, dup := files[s.File]; dup {
+			p.invalid(fileKey, s.File, "renders to the same file as "+other)
+			continue
+		}
+		files[s.File] = fileKey
+		p.spec.templateKeys[n] = PrefixSecret + n
+		if parts.template != nil {
+			p.spec.templateKeys[n] = PrefixTemplate + n
+		}
+		p.spec.Secrets = append(p.spec.Secrets, s)
 	}
 }
 
@@ -431,10 +487,21 @@ func (p *parser) checkContainers(pod *corev1.Pod, key string) {
 	for _, c := range pod.Spec.Containers {
 		have[c.Name] = true
 	}
+	// The value is echoed once per missing name: joined once, not per name
+	// (a long list of missing names would otherwise cost its square).
+	value := ""
 	for _, n := range p.spec.Containers {
-		if !have[n] {
-			p.invalid(key, strings.Join(p.spec.Containers, ","), fmt.Sprintf("names container %q, which the pod does not have", n))
+		if have[n] {
+			continue
 		}
+		if p.errs.full() {
+			p.errs.count()
+			continue
+		}
+		if value == "" {
+			value = Truncate(strings.Join(p.spec.Containers, ","))
+		}
+		p.invalid(key, value, fmt.Sprintf("names container %q, which the pod does not have", Truncate(n)))
 	}
 }
 

@@ -79,14 +79,28 @@ func DefaultOptions() Options {
 	}
 }
 
+// ErrAgentConfig is wrapped when the injector's own settings make an
+// agent configuration the agent would refuse: a fault of the injector, not
+// of the pod.
+var ErrAgentConfig = errors.New("the injector's settings make an invalid agent configuration")
+
 // ErrInvalid is wrapped by Mutate when the pod's annotations are invalid;
 // errors.As to *InvalidError gives the field errors.
 var ErrInvalid = errors.New("invalid blinkchamber.io annotations")
 
-// InvalidError carries every annotation problem found.
-type InvalidError struct{ Errs field.ErrorList }
+// InvalidError is a pod refused for what it holds: its annotations, or
+// what its spec does with the injector's volumes. Every path starts with
+// metadata.annotations or spec.
+type InvalidError struct {
+	// Errs are the first MaxListedErrors problems, each bounded (MaxEcho).
+	Errs field.ErrorList
+	// Total is how many problems there are, at least len(Errs).
+	Total int
+}
 
-func (e *InvalidError) Error() string { return e.Errs.ToAggregate().Error() }
+// Error lists the problems kept, in a string linear in their number
+// (field.ErrorList.ToAggregate joins with += and dedups: quadratic).
+func (e *InvalidError) Error() string { return Summary(e.Errs, e.Total) }
 func (e *InvalidError) Unwrap() error { return ErrInvalid }
 
 // Outcome says what Mutate did, for logs and metrics.
@@ -101,7 +115,7 @@ type Outcome struct {
 // Mutate injects the agent into pod, in place. On error the pod is left as
 // it was: everything is built first and applied only when valid.
 func Mutate(pod *corev1.Pod, o Options) (Outcome, error) {
-	spec, errs := Parse(pod)
+	spec, errs := parse(pod)
 	out, err := mutate(pod, spec, errs, o)
 	for _, w := range spec.Warnings {
 		out.Warnings = append(out.Warnings, w.String())
@@ -109,11 +123,14 @@ func Mutate(pod *corev1.Pod, o Options) (Outcome, error) {
 	return out, err
 }
 
-func mutate(pod *corev1.Pod, spec *Spec, errs field.ErrorList, o Options) (Outcome, error) {
-	if len(errs) > 0 {
-		return Outcome{Reason: ReasonInvalid}, &InvalidError{Errs: errs}
+func mutate(pod *corev1.Pod, spec *Spec, errs problems, o Options) (Outcome, error) {
+	if err := errs.err(); err != nil {
+		return Outcome{Reason: ReasonInvalid}, err
 	}
 	if spec.Injected {
+		if err := checkAgentVolumes(pod, true); err != nil {
+			return Outcome{Reason: ReasonInvalid}, err
+		}
 		remount(pod, spec)
 		return Outcome{Reason: ReasonAlreadyInjected}, nil
 	}
@@ -124,11 +141,11 @@ func mutate(pod *corev1.Pod, spec *Spec, errs field.ErrorList, o Options) (Outco
 		return Outcome{Reason: ReasonNotAnnotated}, nil
 	}
 	if len(spec.Secrets) == 0 {
-		return Outcome{Reason: ReasonInvalid}, &InvalidError{Errs: field.ErrorList{field.Required(keyPath(PrefixSecret+"<name>"),
-			"an injected pod needs at least one "+PrefixSecret+"<name> or "+PrefixTemplate+"<name> annotation")}}
+		return Outcome{Reason: ReasonInvalid}, invalid(field.Required(keyPath(PrefixSecret+"<name>"),
+			"an injected pod needs at least one "+PrefixSecret+"<name> or "+PrefixTemplate+"<name> annotation"))
 	}
-	if errs := conflicts(pod); len(errs) > 0 {
-		return Outcome{Reason: ReasonInvalid}, &InvalidError{Errs: errs}
+	if err := checkAgentVolumes(pod, false); err != nil {
+		return Outcome{Reason: ReasonInvalid}, err
 	}
 	plan, err := newPlan(pod, spec, o)
 	if err != nil {
@@ -138,28 +155,6 @@ func mutate(pod *corev1.Pod, spec *Spec, errs field.ErrorList, o Options) (Outco
 	return Outcome{Injected: true, Reason: ReasonInjected}, nil
 }
 
-// conflicts refuses a pod that already uses one of our names without being
-// marked injected: overwriting it would change the user's pod silently.
-func conflicts(pod *corev1.Pod) field.ErrorList {
-	var errs field.ErrorList
-	for i, v := range pod.Spec.Volumes {
-		if v.Name == SecretsVolume || v.Name == TokenVolume || v.Name == StateVolume {
-			errs = append(errs, field.Duplicate(field.NewPath("spec", "volumes").Index(i).Child("name"), v.Name))
-		}
-	}
-	for _, list := range []struct {
-		path string
-		cs   []corev1.Container
-	}{{"initContainers", pod.Spec.InitContainers}, {"containers", pod.Spec.Containers}} {
-		for i, c := range list.cs {
-			if c.Name == AgentContainer || c.Name == InitContainer {
-				errs = append(errs, field.Duplicate(field.NewPath("spec", list.path).Index(i).Child("name"), c.Name))
-			}
-		}
-	}
-	return errs
-}
-
 // plan is everything to add, computed before the pod is touched.
 type plan struct {
 	spec       *Spec
@@ -167,8 +162,8 @@ type plan struct {
 	volumes    []corev1.Volume
 	initFirst  []corev1.Container // prepended to initContainers
 	sidecars   []corev1.Container // appended to containers
-	targetInit []string
-	target     []string
+	targetInit map[string]bool
+	target     map[string]bool
 }
 
 func newPlan(pod *corev1.Pod, spec *Spec, o Options) (*plan, error) {
@@ -179,7 +174,10 @@ func newPlan(pod *corev1.Pod, spec *Spec, o Options) (*plan, error) {
 	base := agentConfig(pod, spec, o)
 	sc := securityContext(pod, spec, o)
 	if errs := checkSignals(pod, spec, *sc.RunAsUser); len(errs) > 0 {
-		return nil, &InvalidError{Errs: errs}
+		return nil, invalid(errs...)
+	}
+	if err := checkInput(pod, spec, base); err != nil {
+		return nil, err
 	}
 	res := resources(spec, o)
 	switch p.mode {
@@ -210,7 +208,11 @@ func newPlan(pod *corev1.Pod, spec *Spec, o Options) (*plan, error) {
 		}
 		p.initFirst = []corev1.Container{ic}
 	default:
-		return nil, fmt.Errorf("%w: injector default mode %q is not one of native, sidecar, init-only", ErrInvalid, p.mode)
+		// An injector setting, not the pod's: a fault of the injector.
+		return nil, fmt.Errorf("%w: default mode %q is not one of native, sidecar, init-only", ErrAgentConfig, p.mode)
+	}
+	if err := checkConfigSize(spec, append(p.initFirst, p.sidecars...)); err != nil {
+		return nil, err
 	}
 	p.volumes = volumes(spec, o, p.mode == ModeSidecar)
 	p.targetInit, p.target = targets(pod, spec)
@@ -219,12 +221,12 @@ func newPlan(pod *corev1.Pod, spec *Spec, o Options) (*plan, error) {
 
 func (p *plan) apply(pod *corev1.Pod) {
 	for i := range pod.Spec.InitContainers {
-		if slices.Contains(p.targetInit, pod.Spec.InitContainers[i].Name) {
+		if p.targetInit[pod.Spec.InitContainers[i].Name] {
 			addMount(&pod.Spec.InitContainers[i], p.spec.mountPath())
 		}
 	}
 	for i := range pod.Spec.Containers {
-		if slices.Contains(p.target, pod.Spec.Containers[i].Name) {
+		if p.target[pod.Spec.Containers[i].Name] {
 			addMount(&pod.Spec.Containers[i], p.spec.mountPath())
 		}
 	}
@@ -253,28 +255,37 @@ func remount(pod *corev1.Pod, spec *Spec) {
 	}
 	initNames, names := targets(pod, spec)
 	for i := range pod.Spec.InitContainers {
-		if slices.Contains(initNames, pod.Spec.InitContainers[i].Name) {
+		if initNames[pod.Spec.InitContainers[i].Name] {
 			addMount(&pod.Spec.InitContainers[i], spec.mountPath())
 		}
 	}
 	for i := range pod.Spec.Containers {
-		if slices.Contains(names, pod.Spec.Containers[i].Name) {
+		if names[pod.Spec.Containers[i].Name] {
 			addMount(&pod.Spec.Containers[i], spec.mountPath())
 		}
 	}
 }
 
-// targets lists the app containers that get the secrets mount: those named
-// by the containers annotation, else all but the agent's own.
-func targets(pod *corev1.Pod, spec *Spec) (initNames, names []string) {
-	pick := func(cs []corev1.Container) []string {
-		var out []string
+// targets are the names of the app containers that get the secrets mount:
+// those named by the containers annotation, else all but the agent's own.
+// Sets, not lists: a pod may have thousands of containers, and a lookup
+// per container must not cost a scan of them all.
+func targets(pod *corev1.Pod, spec *Spec) (initNames, names map[string]bool) {
+	var wanted map[string]bool
+	if spec.Containers != nil {
+		wanted = make(map[string]bool, len(spec.Containers))
+		for _, n := range spec.Containers {
+			wanted[n] = true
+		}
+	}
+	pick := func(cs []corev1.Container) map[string]bool {
+		out := map[string]bool{}
 		for _, c := range cs {
 			if c.Name == AgentContainer || c.Name == InitContainer {
 				continue
 			}
-			if spec.Containers == nil || slices.Contains(spec.Containers, c.Name) {
-				out = append(out, c.Name)
+			if wanted == nil || wanted[c.Name] {
+				out[c.Name] = true
 			}
 		}
 		return out
@@ -325,13 +336,14 @@ func container(name string, cfg agent.Config, mode agent.Mode, o Options, sc *co
 		ports = []corev1.ContainerPort{{Name: MetricsPortName, ContainerPort: int32(o.MetricsPort), Protocol: corev1.ProtocolTCP}}
 	}
 	if errs := cfg.Validate(); len(errs) > 0 {
-		// The annotations were valid, so this is an injector setting (for
-		// example --vault-addr) that does not fit; say which.
-		return corev1.Container{}, fmt.Errorf("%w: agent configuration: %w", ErrInvalid, errs.ToAggregate())
+		// Parse and checkInput refuse every pod input the agent's check
+		// would (FuzzParse holds them to it), so this is an injector
+		// setting (for example --vault-addr) that does not fit: a 500.
+		return corev1.Container{}, fmt.Errorf("%w: %s", ErrAgentConfig, Summary(errs, len(errs)))
 	}
 	enc, err := cfg.Encode()
 	if err != nil {
-		return corev1.Container{}, err
+		return corev1.Container{}, fmt.Errorf("%w: %w", ErrAgentConfig, err)
 	}
 	mounts := []corev1.VolumeMount{
 		{Name: SecretsVolume, MountPath: SecretsPath},
@@ -438,15 +450,18 @@ func appIDs(pod *corev1.Pod, spec *Spec) (uid, gid *int64) {
 	}
 	_, names := targets(pod, spec)
 	for _, c := range pod.Spec.Containers {
-		if len(names) == 0 || c.Name != names[0] || c.SecurityContext == nil {
+		if !names[c.Name] {
 			continue
 		}
-		if c.SecurityContext.RunAsUser != nil {
-			uid = c.SecurityContext.RunAsUser
+		if sc := c.SecurityContext; sc != nil {
+			if sc.RunAsUser != nil {
+				uid = sc.RunAsUser
+			}
+			if sc.RunAsGroup != nil {
+				gid = sc.RunAsGroup
+			}
 		}
-		if c.SecurityContext.RunAsGroup != nil {
-			gid = c.SecurityContext.RunAsGroup
-		}
+		break
 	}
 	return uid, gid
 }

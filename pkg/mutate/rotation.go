@@ -100,7 +100,7 @@ func appUIDs(pod *corev1.Pod, spec *Spec) (uids map[int64]bool, known bool) {
 	_, names := targets(pod, spec)
 	uids = map[int64]bool{}
 	for _, c := range pod.Spec.Containers {
-		if !slices.Contains(names, c.Name) {
+		if !names[c.Name] {
 			continue
 		}
 		uid := containerUID(pod, &c)

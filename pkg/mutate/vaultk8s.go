@@ -177,7 +177,7 @@ type vaultParser struct {
 // parseVault reads a pod's vault.hashicorp.com/ annotations into a Spec.
 // Annotations of a pod vault-k8s would not inject are not checked, as
 // vault-k8s does not read them either.
-func parseVault(pod *corev1.Pod) (*Spec, field.ErrorList) {
+func parseVault(pod *corev1.Pod) (*Spec, problems) {
 	p := &vaultParser{
 		parser:  &parser{spec: &Spec{VaultK8s: true, MountPath: VaultSecretsPath}},
 		secrets: map[string]*vaultSecret{},
@@ -187,7 +187,7 @@ func parseVault(pod *corev1.Pod) (*Spec, field.ErrorList) {
 	if p.spec.Injected {
 		p.remountOnly(pod)
 	}
-	if !p.spec.Inject || p.spec.Injected || len(p.errs) > 0 {
+	if !p.spec.Inject || p.spec.Injected || p.errs.total > 0 {
 		return p.spec, p.errs
 	}
 	keys := make([]string, 0, len(pod.Annotations))
@@ -216,7 +216,11 @@ func (p *vaultParser) mixedPrefixes(pod *corev1.Pod) {
 	}
 	sort.Strings(ours)
 	for _, k := range ours {
-		p.errs = append(p.errs, field.Forbidden(keyPath(k),
+		if p.errs.full() {
+			p.errs.count()
+			continue
+		}
+		p.errs.add(field.Forbidden(keyPath(k),
 			"the pod also has "+VaultPrefix+" annotations; use one prefix: blinkchamber migrate rewrites the "+VaultPrefix+" ones"))
 	}
 }
@@ -273,11 +277,11 @@ func (p *vaultParser) annotation(key, value string) {
 		return
 	}
 	if why, ok := vaultRefused[short]; ok {
-		p.errs = append(p.errs, field.Forbidden(keyPath(key), why))
+		p.errs.add(field.Forbidden(keyPath(key), why))
 		return
 	}
 	if strings.HasPrefix(key, VaultPrefixAuthConfig) {
-		p.errs = append(p.errs, field.Forbidden(keyPath(key),
+		p.errs.add(field.Forbidden(keyPath(key),
 			"the agent logs in with the pod's projected ServiceAccount token and the role; other login parameters are not supported"))
 		return
 	}
@@ -364,7 +368,7 @@ func (p *vaultParser) behaviour(key, value string) bool {
 		}
 	case VaultTLSSkipVerify:
 		if p.boolean(key, value) {
-			p.errs = append(p.errs, field.Forbidden(keyPath(key), "the agent always verifies Vault's certificate; give the injector Vault's CA (--vault-ca-file)"))
+			p.errs.add(field.Forbidden(keyPath(key), "the agent always verifies Vault's certificate; give the injector Vault's CA (--vault-ca-file)"))
 		}
 	case VaultAuthType:
 		if value != "kubernetes" {
@@ -372,7 +376,7 @@ func (p *vaultParser) behaviour(key, value string) bool {
 		}
 	case VaultInjectToken:
 		if p.boolean(key, value) {
-			p.errs = append(p.errs, field.Forbidden(keyPath(key), "the agent's Vault token is never written where the app can read it"))
+			p.errs.add(field.Forbidden(keyPath(key), "the agent's Vault token is never written where the app can read it"))
 		}
 	case VaultDefaultTemplate:
 		if value != "map" && value != "json" {
@@ -400,9 +404,15 @@ var vaultSlots = []slot[vaultSecret]{
 }
 
 func (p *vaultParser) secretAnnotation(key, value string) {
-	if !perSecret(p.parser, key, value, p.secrets, vaultSlots) {
-		p.errs = append(p.errs, field.NotSupported(keyPath(key), key, vaultKnownKeys()))
+	if perSecret(p.parser, key, value, p.secrets, vaultSlots) {
+		return
 	}
+	if p.errs.full() {
+		// Listing the known keys costs more than the key itself.
+		p.errs.count()
+		return
+	}
+	p.errs.add(field.NotSupported(keyPath(key), key, vaultKnownKeys()))
 }
 
 // slot is a per-secret annotation prefix and the field of T it fills.
@@ -461,24 +471,46 @@ func (p *vaultParser) finish(pod *corev1.Pod) {
 		raws = append(raws, r)
 	}
 	sort.Strings(raws)
-	files := map[string]string{}
+	files := map[string]string{} // file -> the annotation that named it
+	names := map[string]string{} // secret name -> raw name
+	p.spec.templateKeys = map[string]string{}
 	for _, raw := range raws {
-		s, ok := p.secret(pod, raw, p.secrets[raw])
+		vs := p.secrets[raw]
+		s, ok := p.secret(pod, raw, vs)
 		if !ok {
 			continue
 		}
-		if other, dup := files[s.File]; dup {
-			p.invalid(VaultPrefixSecret+raw, s.File, fmt.Sprintf("renders to the same file as %s%s", VaultPrefixSecret, other))
+		key := VaultPrefixSecret + raw
+		if vs.parts.path == nil {
+			key = VaultPrefixTemplate + raw
+		}
+		if other, dup := names[s.Name]; dup {
+			// vault-k8s lower-cases names: DB and db are one secret.
+			p.invalid(key, s.Name, fmt.Sprintf("names the same secret as the annotations for %q (names are lower-cased unless %s is true)",
+				Truncate(other), VaultPreserveCase))
 			continue
 		}
-		files[s.File] = raw
+		fileKey := key
+		if vs.parts.file != nil {
+			fileKey = VaultPrefixFile + raw
+		}
+		if other, dup := files[s.File]; dup {
+			p.invalid(fileKey, s.File, "renders to the same file as "+other)
+			continue
+		}
+		names[s.Name] = raw
+		files[s.File] = fileKey
+		p.spec.templateKeys[s.Name] = VaultPrefixSecret + raw
+		if vs.parts.template != nil {
+			p.spec.templateKeys[s.Name] = VaultPrefixTemplate + raw
+		}
 		p.spec.Secrets = append(p.spec.Secrets, s)
 	}
 	sort.Slice(p.spec.Secrets, func(i, j int) bool { return p.spec.Secrets[i].Name < p.spec.Secrets[j].Name })
 	p.checkContainers(pod, VaultContainers)
 	p.checkResources(VaultLimitsCPU, VaultLimitsMem)
-	if len(p.spec.Secrets) == 0 && len(p.errs) == 0 {
-		p.errs = append(p.errs, field.Required(keyPath(VaultPrefixSecret+"<name>"),
+	if len(p.spec.Secrets) == 0 && p.errs.total == 0 {
+		p.errs.add(field.Required(keyPath(VaultPrefixSecret+"<name>"),
 			"an injected pod needs at least one "+VaultPrefixSecret+"<name> or "+VaultPrefixTemplate+"<name> annotation"))
 	}
 }
@@ -500,9 +532,9 @@ func (p *vaultParser) secretName(pod *corev1.Pod, raw string, s *vaultSecret) st
 func (p *vaultParser) secret(pod *corev1.Pod, raw string, vs *vaultSecret) (agent.Secret, bool) {
 	name := p.secretName(pod, raw, vs)
 	s := agent.Secret{Name: name, File: name, Perms: VaultDefaultPerms}
-	errsBefore := len(p.errs)
+	errsBefore := p.errs.total
 	if vs.templateFile != nil {
-		p.errs = append(p.errs, field.Forbidden(keyPath(VaultPrefixTemplateFile+raw),
+		p.errs.add(field.Forbidden(keyPath(VaultPrefixTemplateFile+raw),
 			"the agent reads no template files; put the template in "+VaultPrefixTemplate+raw))
 	}
 	parts := vs.parts
@@ -528,7 +560,7 @@ func (p *vaultParser) secret(pod *corev1.Pod, raw string, vs *vaultSecret) (agen
 	}
 	p.fileAndPerms(raw, vs, &s)
 	p.secretOptions(pod, raw, vs, &s)
-	return s, len(p.errs) == errsBefore
+	return s, p.errs.total == errsBefore
 }
 
 func (p *vaultParser) orphans(raw string, vs *vaultSecret) {
