@@ -57,7 +57,7 @@ func BenchmarkAdmission(b *testing.B) {
 	}
 }
 
-func benchWebhook(b *testing.B) http.Handler {
+func benchWebhook(b testing.TB) http.Handler {
 	o := mutate.DefaultOptions()
 	o.AgentImage = "ghcr.io/blinkchamber/agent:v0.1.0"
 	o.VaultAddr = "https://vault.vault.svc:8200"
