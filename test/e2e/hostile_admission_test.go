@@ -72,7 +72,7 @@ func TestHostilePodRefusedQuickly(t *testing.T) {
 		}
 	}
 	if len(fields) != listed {
-		t.Errorf("%d causes, want the first %d", len(fields), mutate.MaxListedErrors)
+		t.Errorf("%d causes, want the first %d", len(fields), listed)
 	}
 }
 
