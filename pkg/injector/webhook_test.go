@@ -2,11 +2,14 @@ package injector
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -162,4 +165,86 @@ func TestReviewRequests(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAbandonedWhenClientGoes: a real HTTP client sends a review and hangs
+// up while the webhook works on it (as the API server does after the
+// webhook's timeout). The webhook stops at its next stage: no mutation, no
+// patch, counted as abandoned.
+func TestAbandonedWhenClientGoes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := mutate.DefaultOptions()
+	o.AgentImage, o.VaultAddr = "agent:1", "https://vault:8200"
+	reached := make(chan struct{})
+	var stages []string
+	wh := &podWebhook{opts: o, metrics: m, log: logr.Discard()}
+	wh.stageHook = func(ctx context.Context, stage string) {
+		stages = append(stages, stage)
+		if stage != "decoded" {
+			return
+		}
+		close(reached)
+		select {
+		case <-ctx.Done(): // the client has gone
+		case <-time.After(30 * time.Second):
+			t.Error("the request context was not cancelled when the client hung up")
+		}
+	}
+	srv := httptest.NewServer(wh)
+	defer srv.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+Path,
+		strings.NewReader(review("admission.k8s.io/v1", "AdmissionReview", request("CREATE", annotatedPod))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-reached
+	cancel() // hang up
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("client: %v, want it cancelled", err)
+	}
+	srv.Close() // waits for the handler to return
+	if got := counted(t, reg, OutcomeAbandoned); got != 1 {
+		t.Errorf("abandoned admissions = %v, want 1", got)
+	}
+	if len(stages) != 1 {
+		t.Errorf("stages run: %v, want only %q: the work stops once the client is gone", stages, "decoded")
+	}
+}
+
+// counted sums the admissions counter for outcome.
+func counted(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != "blinkchamber_injector_admissions_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
 }

@@ -108,10 +108,11 @@ type Spec struct {
 	VaultK8s bool
 	// Warnings are annotations accepted with a caveat (vaultk8s.go).
 	Warnings []Warning
-	// templateKeys is, by secret name, the annotation its template came
-	// from (template- or secret-), for errors about the template.
-	templateKeys map[string]string
 }
+
+// origins is, by secret name, the annotation its template came from
+// (template- or secret-): what an error about the template names.
+type origins map[string]string
 
 var annotationsPath = field.NewPath("metadata", "annotations")
 
@@ -121,26 +122,26 @@ func keyPath(key string) *field.Path { return annotationsPath.Key(key) }
 // problems it finds, each naming its annotation, so a user fixes them in one
 // round: the first MaxListedErrors of them.
 func Parse(pod *corev1.Pod) (*Spec, field.ErrorList) {
-	spec, errs := parse(pod)
+	spec, _, errs := parse(pod)
 	return spec, errs.list
 }
 
 // parse reads the annotations with either prefix. Its cost is linear in
 // the annotations: each key is looked at a bounded number of times, and
 // the sort is over at most MaxAnnotationBytes of keys.
-func parse(pod *corev1.Pod) (*Spec, problems) {
+func parse(pod *corev1.Pod) (*Spec, origins, problems) {
 	if !hasPrefixedKey(pod.Annotations) {
-		return &Spec{}, problems{}
+		return &Spec{}, nil, problems{}
 	}
 	if err := annotationsTooLarge(pod.Annotations); err != nil {
 		var p problems
 		p.add(err)
-		return &Spec{}, p
+		return &Spec{}, nil, p
 	}
 	if usesVault(pod) {
 		return parseVault(pod)
 	}
-	p := &parser{spec: &Spec{}, secrets: map[string]*secretParts{}}
+	p := &parser{spec: &Spec{}, secrets: map[string]*secretParts{}, origins: origins{}}
 	keys := make([]string, 0, len(pod.Annotations))
 	for k := range pod.Annotations {
 		if strings.HasPrefix(k, Prefix) {
@@ -154,7 +155,7 @@ func parse(pod *corev1.Pod) (*Spec, problems) {
 	p.finishSecrets()
 	p.checkContainers(pod, AnnotationContainers)
 	p.checkResources(AnnotationCPULimit, AnnotationMemoryLimit)
-	return p.spec, p.errs
+	return p.spec, p.origins, p.errs
 }
 
 // hasPrefixedKey reports whether any annotation is for this injector or
@@ -177,6 +178,7 @@ type parser struct {
 	spec    *Spec
 	errs    problems
 	secrets map[string]*secretParts
+	origins origins
 }
 
 func (p *parser) invalid(key, value, reason string) {
@@ -353,7 +355,6 @@ func (p *parser) finishSecrets() {
 	}
 	sort.Strings(names)
 	files := map[string]string{} // file -> the annotation that named it
-	p.spec.templateKeys = map[string]string{}
 	for _, n := range names {
 		parts := p.secrets[n]
 		s, ok := p.secret(n, parts)
@@ -371,9 +372,9 @@ func (p *parser) finishSecrets() {
 			continue
 		}
 		files[s.File] = fileKey
-		p.spec.templateKeys[n] = PrefixSecret + n
+		p.origins[n] = PrefixSecret + n
 		if parts.template != nil {
-			p.spec.templateKeys[n] = PrefixTemplate + n
+			p.origins[n] = PrefixTemplate + n
 		}
 		p.spec.Secrets = append(p.spec.Secrets, s)
 	}

@@ -156,7 +156,7 @@ func checkInput(pod *corev1.Pod, spec *Spec, cfg agent.Config) error {
 
 // checkConfigSize refuses a configuration too long for its environment
 // variable, naming the secret whose template is the longest.
-func checkConfigSize(spec *Spec, cs []corev1.Container) error {
+func checkConfigSize(spec *Spec, orig origins, cs []corev1.Container) error {
 	for _, c := range cs {
 		for _, e := range c.Env {
 			if e.Name != agent.ConfigEnv || len(e.Value) <= maxConfigEnv {
@@ -168,7 +168,7 @@ func checkConfigSize(spec *Spec, cs []corev1.Container) error {
 					longest = s
 				}
 			}
-			return invalid(field.Invalid(keyPath(spec.templateKey(longest.Name)), "<template>", fmt.Sprintf(
+			return invalid(field.Invalid(keyPath(orig.templateKey(longest.Name)), "<template>", fmt.Sprintf(
 				"the agent's configuration built from the annotations is %d bytes, more than the %d an environment variable can carry; "+
 					"this is the longest template: shorten the templates or split the secrets over pods", len(e.Value), maxConfigEnv)))
 		}
@@ -191,8 +191,8 @@ func (s *Spec) mountPathKey() string {
 }
 
 // templateKey is the annotation a secret's template came from.
-func (s *Spec) templateKey(name string) string {
-	if k, ok := s.templateKeys[name]; ok {
+func (o origins) templateKey(name string) string {
+	if k, ok := o[name]; ok {
 		return k
 	}
 	return PrefixTemplate + name

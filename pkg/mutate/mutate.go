@@ -115,15 +115,15 @@ type Outcome struct {
 // Mutate injects the agent into pod, in place. On error the pod is left as
 // it was: everything is built first and applied only when valid.
 func Mutate(pod *corev1.Pod, o Options) (Outcome, error) {
-	spec, errs := parse(pod)
-	out, err := mutate(pod, spec, errs, o)
+	spec, orig, errs := parse(pod)
+	out, err := mutate(pod, spec, orig, errs, o)
 	for _, w := range spec.Warnings {
 		out.Warnings = append(out.Warnings, w.String())
 	}
 	return out, err
 }
 
-func mutate(pod *corev1.Pod, spec *Spec, errs problems, o Options) (Outcome, error) {
+func mutate(pod *corev1.Pod, spec *Spec, orig origins, errs problems, o Options) (Outcome, error) {
 	if err := errs.err(); err != nil {
 		return Outcome{Reason: ReasonInvalid}, err
 	}
@@ -147,7 +147,7 @@ func mutate(pod *corev1.Pod, spec *Spec, errs problems, o Options) (Outcome, err
 	if err := checkAgentVolumes(pod, false); err != nil {
 		return Outcome{Reason: ReasonInvalid}, err
 	}
-	plan, err := newPlan(pod, spec, o)
+	plan, err := newPlan(pod, spec, orig, o)
 	if err != nil {
 		return Outcome{Reason: ReasonInvalid}, err
 	}
@@ -166,7 +166,7 @@ type plan struct {
 	target     map[string]bool
 }
 
-func newPlan(pod *corev1.Pod, spec *Spec, o Options) (*plan, error) {
+func newPlan(pod *corev1.Pod, spec *Spec, orig origins, o Options) (*plan, error) {
 	p := &plan{spec: spec, mode: spec.Mode}
 	if p.mode == "" {
 		p.mode = o.Mode
@@ -211,7 +211,7 @@ func newPlan(pod *corev1.Pod, spec *Spec, o Options) (*plan, error) {
 		// An injector setting, not the pod's: a fault of the injector.
 		return nil, fmt.Errorf("%w: default mode %q is not one of native, sidecar, init-only", ErrAgentConfig, p.mode)
 	}
-	if err := checkConfigSize(spec, append(p.initFirst, p.sidecars...)); err != nil {
+	if err := checkConfigSize(spec, orig, append(p.initFirst, p.sidecars...)); err != nil {
 		return nil, err
 	}
 	p.volumes = volumes(spec, o, p.mode == ModeSidecar)

@@ -177,9 +177,9 @@ type vaultParser struct {
 // parseVault reads a pod's vault.hashicorp.com/ annotations into a Spec.
 // Annotations of a pod vault-k8s would not inject are not checked, as
 // vault-k8s does not read them either.
-func parseVault(pod *corev1.Pod) (*Spec, problems) {
+func parseVault(pod *corev1.Pod) (*Spec, origins, problems) {
 	p := &vaultParser{
-		parser:  &parser{spec: &Spec{VaultK8s: true, MountPath: VaultSecretsPath}},
+		parser:  &parser{spec: &Spec{VaultK8s: true, MountPath: VaultSecretsPath}, origins: origins{}},
 		secrets: map[string]*vaultSecret{},
 	}
 	p.mixedPrefixes(pod)
@@ -188,7 +188,7 @@ func parseVault(pod *corev1.Pod) (*Spec, problems) {
 		p.remountOnly(pod)
 	}
 	if !p.spec.Inject || p.spec.Injected || p.errs.total > 0 {
-		return p.spec, p.errs
+		return p.spec, p.origins, p.errs
 	}
 	keys := make([]string, 0, len(pod.Annotations))
 	for k := range pod.Annotations {
@@ -201,7 +201,7 @@ func parseVault(pod *corev1.Pod) (*Spec, problems) {
 		p.annotation(k, pod.Annotations[k])
 	}
 	p.finish(pod)
-	return p.spec, p.errs
+	return p.spec, p.origins, p.errs
 }
 
 // mixedPrefixes refuses a pod annotated for both injectors: which of two
@@ -473,7 +473,6 @@ func (p *vaultParser) finish(pod *corev1.Pod) {
 	sort.Strings(raws)
 	files := map[string]string{} // file -> the annotation that named it
 	names := map[string]string{} // secret name -> raw name
-	p.spec.templateKeys = map[string]string{}
 	for _, raw := range raws {
 		vs := p.secrets[raw]
 		s, ok := p.secret(pod, raw, vs)
@@ -500,9 +499,9 @@ func (p *vaultParser) finish(pod *corev1.Pod) {
 		}
 		names[s.Name] = raw
 		files[s.File] = fileKey
-		p.spec.templateKeys[s.Name] = VaultPrefixSecret + raw
+		p.origins[s.Name] = VaultPrefixSecret + raw
 		if vs.parts.template != nil {
-			p.spec.templateKeys[s.Name] = VaultPrefixTemplate + raw
+			p.origins[s.Name] = VaultPrefixTemplate + raw
 		}
 		p.spec.Secrets = append(p.spec.Secrets, s)
 	}

@@ -240,7 +240,7 @@ func TestVaultTranslation(t *testing.T) {
 				t.Fatalf("the translated annotations do not parse: %v", errs)
 			}
 			// Where each value came from differs by design.
-			spec.VaultK8s, spec.Warnings, spec.templateKeys = false, nil, again.templateKeys
+			spec.VaultK8s, spec.Warnings = false, nil
 			if !reflect.DeepEqual(spec, again) {
 				t.Errorf("specs differ:\nvault-k8s   %+v\nblinkchamber %+v", spec, again)
 			}
