@@ -82,12 +82,12 @@ func (h *podWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := admission.Request{AdmissionRequest: review.Request.AdmissionRequest}
-	rec := &record{pod: mutate.Truncate(req.Name)}
-	if h.gone(ctx, "decoded", req, rec, start) {
+	rec := &record{pod: mutate.Truncate(req.Name), start: start}
+	if h.gone(ctx, "decoded", req, rec) {
 		return
 	}
 	resp := h.admit(ctx, req, review.Request, rec)
-	if h.gone(ctx, "answered", req, rec, start) {
+	if h.gone(ctx, "answered", req, rec) {
 		return
 	}
 	resp.Warnings = append(resp.Warnings, rec.outcome.Warnings...)
@@ -111,7 +111,7 @@ func (h *podWebhook) write(w http.ResponseWriter, gvk schema.GroupVersionKind, r
 // after the webhook's timeout, or the connection dropped), after running
 // the test hook for stage. Work for a request nobody waits for is
 // abandoned between stages, each of which is linear in the request.
-func (h *podWebhook) gone(ctx context.Context, stage string, req admission.Request, rec *record, start time.Time) bool {
+func (h *podWebhook) gone(ctx context.Context, stage string, req admission.Request, rec *record) bool {
 	if h.stageHook != nil {
 		h.stageHook(ctx, stage)
 	}
@@ -122,7 +122,7 @@ func (h *podWebhook) gone(ctx context.Context, stage string, req admission.Reque
 		return true
 	}
 	rec.abandoned = true
-	h.metrics.observe(req.Namespace, OutcomeAbandoned, OutcomeAbandoned, time.Since(start))
+	h.metrics.observe(req.Namespace, OutcomeAbandoned, OutcomeAbandoned, time.Since(rec.start))
 	h.requestLog(req, rec).Info("admission abandoned: the client has gone", "stage", stage, "cause", context.Cause(ctx).Error())
 	return true
 }
@@ -130,6 +130,7 @@ func (h *podWebhook) gone(ctx context.Context, stage string, req admission.Reque
 // record is what one admission learned, for metrics and logs.
 type record struct {
 	pod       string
+	start     time.Time
 	outcome   mutate.Outcome
 	abandoned bool
 }
@@ -171,7 +172,7 @@ func (h *podWebhook) admit(ctx context.Context, req admission.Request, object *p
 	if err != nil {
 		return refusal(rec.pod, err)
 	}
-	if h.gone(ctx, "mutated", req, rec, time.Now()) {
+	if h.gone(ctx, "mutated", req, rec) {
 		// The diff is the costliest stage; nobody would read its answer.
 		return admission.Errored(http.StatusServiceUnavailable, context.Cause(ctx))
 	}
