@@ -269,6 +269,9 @@ func collectValues(v any, out *[]string) {
 
 // secret implements `secret "path"` and `secret "path" "k=v" ...`.
 func (r *recorder) secret(path string, rest ...string) (*Secret, error) {
+	if err := refuseTokenEndpoint("secret", path); err != nil {
+		return nil, err
+	}
 	req := Request{Op: OpRead, Path: path}
 	if len(rest) > 0 {
 		req.Op, req.Data = OpWrite, map[string]string{}
@@ -297,6 +300,9 @@ func (r *recorder) secret(path string, rest ...string) (*Secret, error) {
 
 // secrets implements `secrets "path"` (a LIST).
 func (r *recorder) secrets(path string) ([]string, error) {
+	if err := refuseTokenEndpoint("secrets", path); err != nil {
+		return nil, err
+	}
 	v, ok := r.note(Request{Op: OpList, Path: path})
 	if !ok {
 		return nil, nil
@@ -314,4 +320,14 @@ func redact(msg string, values []string) string {
 		msg = strings.ReplaceAll(msg, v, "[redacted]")
 	}
 	return msg
+}
+
+// refuseTokenEndpoint is the render-time check of a path a template
+// computed: it refuses before the request is recorded, so the agent never
+// sends it. The path is not quoted (it may be built from a secret).
+func refuseTokenEndpoint(fn, path string) error {
+	if err := checkTokenEndpoint(path); err != nil {
+		return &funcError{fn: fn, reason: err.Error(), cause: ErrTokenEndpoint}
+	}
+	return nil
 }

@@ -164,6 +164,9 @@ func check(text string) (map[string]bool, error) {
 		if err := checkNode(trees[n].Root, used); err != nil {
 			return nil, err
 		}
+		if err := checkVaultLiterals(trees[n], trees[n].Root); err != nil {
+			return nil, err
+		}
 	}
 	return used, checkRecursion(trees, t.ParseName)
 }
