@@ -76,10 +76,10 @@ func New(name, text string) (*Template, error) {
 		return nil, err
 	}
 	t := &Template{name: name}
-	funcs := gotemplate.FuncMap{}
+	funcs := t.guardFuncs()
 	for n := range used {
 		if f := t.function(n); f != nil {
-			funcs[n] = f
+			funcs[n] = t.guarded(n, f)
 		}
 	}
 	// consul-template names its template "" (so does `{{ template "" }}`);
@@ -88,6 +88,7 @@ func New(name, text string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrSyntax, syntaxReason(err))
 	}
+	guardTree(t.tmpl)
 	return t, nil
 }
 
@@ -109,6 +110,10 @@ func (t *Template) function(name string) any {
 		return t.executeTemplate
 	case "print", "printf", "println":
 		return boundedPrint[name]
+	case "html", "js", "urlquery":
+		// Builtins that format their arguments with fmt: bound here so
+		// that guarded measures what they are given.
+		return escapers[name]
 	}
 	if f, ok := helpers[name]; ok {
 		return f
@@ -219,8 +224,11 @@ type recorder struct {
 	used    []Request
 	missing []Request
 	values  []string
-	// iterations counts what loop produced, against MaxIterations.
+	// iterations counts what loop produced and integer ranges ran,
+	// against MaxIterations.
 	iterations int64
+	// walked counts the elements measured, against MaxWalk.
+	walked int
 	// limit is the first bound the execution hit.
 	limit error
 	// scratch is the execution's `scratch`, empty at its start as under
