@@ -52,10 +52,10 @@ func fuzzTemplate(data []byte) string {
 // ends the fuzzing process), never asks Vault for a token endpoint, and
 // every error is the render's own.
 func FuzzRender(f *testing.F) {
-	f.Add([]byte{2, 0, 0, 4, 0, 0})       // a map holding itself, printed
-	f.Add([]byte{6, 9, 9})                // range over a huge integer
-	f.Add([]byte{3, 0, 0, 4, 15, 0})      // scratch holding itself
-	f.Add([]byte{0, 17, 17, 0, 18, 18})   // token endpoints
+	f.Add([]byte{2, 0, 0, 4, 0, 0})        // a map holding itself, printed
+	f.Add([]byte{6, 9, 9})                 // range over a huge integer
+	f.Add([]byte{3, 0, 0, 4, 15, 0})       // scratch holding itself
+	f.Add([]byte{0, 17, 17, 0, 18, 18})    // token endpoints
 	f.Add([]byte{2, 13, 0, 5, 0, 0, 0, 0}) // nested self-references ranged
 	s := &Secret{Data: map[string]any{"data": map[string]any{"p": "auth/token/lookup-self"}}}
 	f.Fuzz(func(t *testing.T, data []byte) {
