@@ -257,6 +257,10 @@ func validateSecrets(p *field.Path, secrets []Secret) field.ErrorList {
 		if s.Path != "" {
 			if err := ValidateVaultPath(s.Path); err != nil {
 				errs = append(errs, field.Invalid(sp.Child("path"), s.Path, err.Error()))
+			} else if err := template.CheckTokenEndpoint(s.Path); err != nil {
+				// The default template of this path is not parsed below:
+				// its path is checked here as Validate checks a literal.
+				errs = append(errs, field.Invalid(sp.Child("path"), s.Path, err.Error()))
 			} else {
 				pathOK = true
 			}

@@ -87,6 +87,19 @@ func TestTemplateTokenEndpoints(t *testing.T) {
 		}
 	})
 
+	t.Run("token paths declared without a template refused at admission", func(t *testing.T) {
+		for i, p := range []string{"auth/token/lookup-self", "auth/kubernetes/login", "sys/wrapping/unwrap"} {
+			msg := createRefusedPod(t, ctx, "tokens", fmt.Sprintf("path-%d", i), "app", map[string]string{
+				mutate.AnnotationInject: "true", mutate.PrefixSecret + "x": p,
+			})
+			for _, want := range []string{"blinkchamber.io/secret-x", tmpl.ErrTokenEndpoint.Error()} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("%s: refusal lacks %q: %s", p, want, msg)
+				}
+			}
+		}
+	})
+
 	t.Run("computed token paths refused by the agent before it asks", func(t *testing.T) {
 		for i, text := range []string{
 			`{{ with secret (print "auth/token/" "lookup-self") }}{{ .Data.id }}{{ end }}`,
