@@ -229,12 +229,49 @@ func (t *Template) guardFuncs() gotemplate.FuncMap {
 }
 
 // guardTree appends printGuard to every action that prints and rangeGuard
-// to every range's pipeline, in every template of tmpl, so that no value
-// reaches fmt or a range unmeasured.
+// to every range's pipeline, and measures what eq and ne compare, in every
+// template of tmpl, so that no value reaches fmt or a range unmeasured.
 func guardTree(tmpl *gotemplate.Template) {
 	for _, tt := range tmpl.Templates() {
 		if tt.Tree != nil {
 			guardNode(tt.Tree, tt.Tree.Root)
+			walkNodes(tt.Tree.Root, func(n parse.Node) {
+				if pipe, ok := n.(*parse.PipeNode); ok && pipe != nil {
+					guardComparisons(tt.Tree, pipe)
+				}
+			})
+		}
+	}
+}
+
+// comparisons are text/template's builtins whose error, given two maps
+// or lists, prints them with fmt ("non-comparable type ..."): a map
+// holding itself would overflow the stack there.
+var comparisons = setOf("eq", "ne")
+
+// guardComparisons measures the operands of eq and ne in pipe: each
+// argument that is not a constant becomes `(arg | printGuard)`, and a
+// value piped in passes printGuard first.
+func guardComparisons(tr *parse.Tree, pipe *parse.PipeNode) {
+	for i := 0; i < len(pipe.Cmds); i++ {
+		c := pipe.Cmds[i]
+		if id, ok := argAt(c.Args, 0).(*parse.IdentifierNode); !ok || !comparisons[id.Ident] {
+			continue
+		}
+		for j, a := range c.Args[1:] {
+			switch a.(type) {
+			case *parse.FieldNode, *parse.ChainNode, *parse.VariableNode, *parse.PipeNode, *parse.DotNode, *parse.IdentifierNode:
+				inner := &parse.PipeNode{NodeType: parse.NodePipe, Pos: a.Position(), Line: pipe.Line,
+					Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: a.Position(), Args: []parse.Node{a}}}}
+				appendCommand(tr, inner, printGuard)
+				c.Args[j+1] = inner
+			}
+		}
+		if i > 0 {
+			id := parse.NewIdentifier(printGuard).SetTree(tr).SetPos(c.Pos)
+			g := &parse.CommandNode{NodeType: parse.NodeCommand, Pos: c.Pos, Args: []parse.Node{id}}
+			pipe.Cmds = append(pipe.Cmds[:i], append([]*parse.CommandNode{g}, pipe.Cmds[i:]...)...)
+			i++
 		}
 	}
 }

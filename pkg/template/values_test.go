@@ -44,6 +44,10 @@ func TestCyclicAndHugeValuesRefused(t *testing.T) {
 		{"js", selfRef + `{{ js $m }}`, "js"},
 		{"urlquery", selfRef + `{{ urlquery $m }}`, "urlquery"},
 		{"executeTemplate data", selfRef + `{{ define "t" }}{{ . }}{{ end }}{{ executeTemplate "t" $m }}`, "executeTemplate"},
+		{"eq", selfRef + `{{ if eq $m $m }}{{ end }}`, "printing a value: a value is nested"},
+		{"ne through a field", selfRef + `{{ if ne $m.self $m }}{{ end }}`, "holds itself"},
+		{"eq piped", selfRef + `{{ $m | eq $m }}`, "holds itself"},
+		{"eq inside with", selfRef + `{{ with $m }}{{ if eq . "x" }}{{ end }}{{ end }}`, "holds itself"},
 		{"range", selfRef + `{{ range $k, $v := $m }}{{ end }}`, "range: a value is nested"},
 		{"mergeMap cycle", `{{ $d := sprig_dict "a" "1" }}{{ $_ := mergeMap $d (sprig_dict "x" $d) }}{{ toJSON $d }}`, "toJSON: a value is nested"},
 		{"sprig_merge cycle", `{{ $d := sprig_dict "a" "1" }}{{ $_ := sprig_merge $d (sprig_dict "x" $d) }}{{ $d }}`, "holds itself"},
@@ -91,6 +95,7 @@ func TestGuardsChangeNoOutput(t *testing.T) {
 		{`{{ range 3 }}{{ . }}{{ end }}|{{ range $i, $v := sprig_list "a" "b" }}{{ $i }}{{ $v }}{{ end }}|{{ range $k, $v := sprig_dict "k" "v" }}{{ $k }}={{ $v }}{{ end }}`, "012|0a1b|k=v"},
 		{`{{ printf "%5d|%-3s|%.2f|%%" 7 "a" 1.5 }}|{{ html "<a>" }}|{{ urlquery "a b" }}|{{ js "'" }}`, "    7|a  |1.50|%|&lt;a&gt;|a+b|\\'"},
 		{`{{ $m := sprig_dict "a" (sprig_dict "b" "c") }}{{ $m }}|{{ $m.a.b }}|{{ sprig_deepCopy $m | toJSON }}`, "map[a:map[b:c]]|c|{\"a\":{\"b\":\"c\"}}"},
+		{`{{ if eq "a" "a" }}y{{ end }}{{ if ne 1 2 }}y{{ end }}{{ if eq 3 1 2 3 }}y{{ end }}{{ with secret "s" }}{{ if eq .Data.n nil }}nil{{ end }}{{ end }}`, "yyynil"},
 		{`{{ with secret "s" }}{{ . | toJSON }}{{ end }}`, `{"RequestID":"","LeaseID":"","LeaseDuration":0,"Renewable":false,"Data":{"l":["x",1],"m":{"a":1,"b":2},"n":null},"Warnings":null,"Auth":null,"WrapInfo":null}`},
 	}
 	for _, tc := range cases {
