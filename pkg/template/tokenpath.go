@@ -136,7 +136,7 @@ func checkVaultLiterals(tr *parse.Tree, n parse.Node) error {
 			}
 			if terr := checkTokenEndpoint(lit.Text); terr != nil {
 				loc, _ := tr.ErrorContext(fn)
-				err = fmt.Errorf("%w: %s at %s: %w", ErrDenied, fn.Ident, loc, terr)
+				err = fmt.Errorf("%w: %s: %s reaches Vault: %w", ErrDenied, loc, fn.Ident, terr)
 			}
 		}
 	})
