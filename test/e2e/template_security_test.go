@@ -273,3 +273,48 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// TestTemplateCycleAfterRotation: a running agent whose template builds a
+// map holding itself only once a secret rotates (the render loop, not the
+// first render) logs a named render error, keeps the last file and keeps
+// running; it never dies of a Go fatal error.
+func TestTemplateCycleAfterRotation(t *testing.T) {
+	e := agentEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	startAgentInjector(t, ctx, e)
+	e.app(t, ctx, "cycle", "app", map[string]map[string]any{"cfg": {"mode": "calm"}})
+	createPod(t, ctx, "cycle", "cycle", "app", map[string]string{
+		mutate.AnnotationInject: "true", mutate.AnnotationRenderInterval: "1s",
+		mutate.PrefixTemplate + "cfg": `{{ with secret "secret/data/cycle/app/cfg" }}{{ .Data.data.mode }}{{ if eq .Data.data.mode "boom" }}` +
+			`{{ $m := sprig_dict "a" "1" }}{{ $_ := sprig_set $m "self" $m }}{{ $m }}{{ end }}{{ end }}`,
+	})
+	out := &syncBuffer{}
+	run := kube.RunPodForTest(t, "cycle", "cycle", e.shim(out))
+	file := filepath.Join(run.VolumeDir(mutate.SecretsVolume), "cfg")
+	waitFile(t, file, "calm", 10*time.Second)
+	e.put(t, ctx, "cycle/app/cfg", map[string]any{"mode": "boom"})
+	// Long enough for the old agent's printing goroutine to exhaust its
+	// stack after the 5 s render timeout.
+	deadline := time.Now().Add(40 * time.Second)
+	for time.Now().Before(deadline) && run.Container(mutate.AgentContainer).Running() &&
+		!strings.Contains(out.String(), "holds itself") {
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second)
+	if !run.Container(mutate.AgentContainer).Running() {
+		t.Fatalf("the agent exited; output:\n%s", tail(out.String(), 3000))
+	}
+	if strings.Contains(out.String(), "fatal error") {
+		t.Fatalf("the agent crashed")
+	}
+	if !strings.Contains(out.String(), "a value is nested more than 100 levels deep, or holds itself") {
+		t.Errorf("no named render error; output:\n%s", tail(out.String(), 3000))
+	}
+	if got, _ := os.ReadFile(file); string(got) != "calm" {
+		t.Errorf("the last rendered file changed: %q", got)
+	}
+	if code, _ := get(t, run.HealthAddr(), "/readyz"); code == http.StatusOK {
+		t.Errorf("readyz = 200 while the render fails")
+	}
+}
