@@ -52,6 +52,7 @@ FUZZ = $(GO) test -run '^$$' -fuzztime $(FUZZ_TIME) -fuzzminimizetime 200x
 fuzz:
 	$(FUZZ) ./pkg/mutate -fuzz '^FuzzParse$$'
 	$(FUZZ) ./pkg/template -fuzz '^FuzzValidate$$'
+	$(FUZZ) ./pkg/template -fuzz '^FuzzRender$$'
 	$(FUZZ) ./pkg/agent -fuzz '^FuzzDecode$$'
 	$(FUZZ) ./pkg/agent -fuzz '^FuzzValidateReloadURL$$'
 	$(FUZZ) ./pkg/envfile -fuzz '^FuzzRoundTrip$$'

@@ -320,6 +320,7 @@ func (a *Agent) fetch(ctx context.Context, req tmpl.Request) error {
 }
 
 func (a *Agent) do(ctx context.Context, req tmpl.Request) (*api.Secret, error) {
+	ctx = forTemplate(ctx)
 	var s *api.Secret
 	var err error
 	switch req.Op {
@@ -336,6 +337,11 @@ func (a *Agent) do(ctx context.Context, req tmpl.Request) (*api.Secret, error) {
 			data[k] = v
 		}
 		s, err = a.vault.Logical().WriteWithContext(ctx, req.Path, data)
+	}
+	if errors.Is(err, tmpl.ErrTokenEndpoint) {
+		// The transport's error quotes the URL, which may be computed
+		// from a secret.
+		return nil, &PermanentError{fmt.Errorf("%w: %s %w", ErrTemplate, req.Op, tmpl.ErrTokenEndpoint)}
 	}
 	if err != nil {
 		return nil, classifyRead(err, string(req.Op), req.Path)

@@ -253,10 +253,15 @@ func validateSecrets(p *field.Path, secrets []Secret) field.ErrorList {
 			errs = append(errs, field.Duplicate(sp.Child("file"), s.File))
 		}
 		files[s.File] = true
-		pathOK := false
+		pathOK, pathRefused := false, false
 		if s.Path != "" {
 			if err := ValidateVaultPath(s.Path); err != nil {
 				errs = append(errs, field.Invalid(sp.Child("path"), s.Path, err.Error()))
+			} else if err := template.CheckTokenEndpoint(s.Path); err != nil {
+				// The default template of this path is not parsed below:
+				// its path is checked here as Validate checks a literal.
+				errs = append(errs, field.Invalid(sp.Child("path"), s.Path, err.Error()))
+				pathRefused = true
 			} else {
 				pathOK = true
 			}
@@ -264,9 +269,10 @@ func validateSecrets(p *field.Path, secrets []Secret) field.ErrorList {
 		// The default template of a valid path is valid by construction
 		// (TestDefaultTemplateIsValid): a fixed shape around a path whose
 		// characters need no quoting. Parsing it for every secret of every
-		// admission was the largest cost of injecting many secrets.
+		// admission was the largest cost of injecting many secrets. Once
+		// the path is refused, its default template says nothing more.
 		byConstruction := pathOK && s.Template == DefaultTemplate(s.Path)
-		if !byConstruction {
+		if !byConstruction && !(pathRefused && s.Template == DefaultTemplate(s.Path)) {
 			if err := template.Validate(s.Template); err != nil {
 				// The template text itself may hold a literal value; the path
 				// alone names it and the reason says what is wrong.

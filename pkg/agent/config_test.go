@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	tmpl "github.com/blinkchamber/blinkchamber/pkg/template"
 )
 
 func validConfig() Config {
@@ -104,4 +106,19 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-decoding a valid config: %v", err)
 		}
 	})
+}
+
+// TestSecretPathTokenEndpointRefused: a secret declared by path alone (its
+// default template is not parsed) is refused when the path answers with a
+// token, as a template's literal path is.
+func TestSecretPathTokenEndpointRefused(t *testing.T) {
+	for _, p := range []string{"auth/token/lookup-self", "auth/kubernetes/login", "sys/wrapping/unwrap", "cubbyhole/response"} {
+		cfg := validConfig()
+		cfg.Secrets[0].Path, cfg.Secrets[0].Template = p, DefaultTemplate(p)
+		errs := cfg.Validate()
+		if len(errs) == 0 || !strings.Contains(errs.ToAggregate().Error(), "secrets[0].path") ||
+			!strings.Contains(errs.ToAggregate().Error(), tmpl.ErrTokenEndpoint.Error()) {
+			t.Errorf("%s: %v, want the path refused", p, errs)
+		}
+	}
 }

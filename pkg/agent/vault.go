@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/vault/api"
 	k8sauth "github.com/hashicorp/vault/api/auth/kubernetes"
+
+	tmpl "github.com/blinkchamber/blinkchamber/pkg/template"
 )
 
 // Errors the agent classifies Vault's answers into. A permanent error will
@@ -64,7 +66,7 @@ func newVaultClient(cfg *Config, requests *atomic.Int64) (*api.Client, error) {
 	if err := vc.ConfigureTLS(&api.TLSConfig{CACertBytes: []byte(cfg.Vault.CACert), Insecure: cfg.Vault.TLSSkipVerify}); err != nil {
 		return nil, fmt.Errorf("vault.caCert: %w", err)
 	}
-	vc.HttpClient.Transport = &countingTransport{next: vc.HttpClient.Transport, n: requests}
+	vc.HttpClient.Transport = &countingTransport{next: templateGuard{next: vc.HttpClient.Transport}, n: requests}
 	c, err := api.NewClient(vc)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
@@ -86,6 +88,35 @@ type countingTransport struct {
 func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	t.n.Add(1)
 	return t.next.RoundTrip(r)
+}
+
+// templateRequest marks the context of a request a template asked for
+// (fetch), as opposed to the agent's own login, renewals and lookups.
+type templateRequest struct{}
+
+// forTemplate marks ctx as carrying a template's request.
+func forTemplate(ctx context.Context) context.Context {
+	return context.WithValue(ctx, templateRequest{}, true)
+}
+
+// templateGuard refuses, before sending, any template request whose final
+// URL path is an endpoint that answers with a token (tmpl.CheckTokenEndpoint).
+// It is the last point every template request passes, after the KV v2
+// rewriting and the client's own path cleaning, so no helper written later
+// can reach the agent's token by another route. The template package
+// refuses such paths first, with the template position; this holds even
+// if that check is bypassed.
+type templateGuard struct{ next http.RoundTripper }
+
+func (g templateGuard) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Context().Value(templateRequest{}) != nil {
+		for _, p := range []string{r.URL.Path, r.URL.EscapedPath()} {
+			if err := tmpl.CheckTokenEndpoint(p); err != nil {
+				return nil, &PermanentError{err}
+			}
+		}
+	}
+	return g.next.RoundTrip(r)
 }
 
 // login authenticates with the projected token, read afresh from the file

@@ -10,7 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+
+	tmpl "github.com/blinkchamber/blinkchamber/pkg/template"
 )
 
 // TestVaultCertificateVerified: the agent verifies Vault's certificate
@@ -64,4 +67,45 @@ func TestVaultCertificateVerified(t *testing.T) {
 func caPEM(t *testing.T, srv *httptest.Server) string {
 	t.Helper()
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+}
+
+// TestTemplateGuard: a template's request for a token endpoint is refused
+// by the agent's transport before it is sent, whatever route built it;
+// the agent's own requests (login, renewal, lookup-self) pass.
+func TestTemplateGuard(t *testing.T) {
+	var sent []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sent = append(sent, r.URL.Path)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"data":{"id":"agent-token-value"}}`))
+	}))
+	defer srv.Close()
+	cfg := validConfig()
+	cfg.Vault.Address = srv.URL
+	a, err := New(&cfg, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, p := range []string{"auth/token/lookup-self", "auth//token/./lookup-self/", "secret/../auth/token/lookup-self", "sys/wrapping/unwrap"} {
+		_, err := a.do(ctx, tmpl.Request{Op: tmpl.OpRead, Path: p})
+		if !errors.Is(err, tmpl.ErrTokenEndpoint) || !IsPermanent(err) {
+			t.Errorf("%q: %v, want a permanent token endpoint refusal", p, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "lookup-self") {
+			t.Errorf("%q: the error quotes the path: %v", p, err)
+		}
+	}
+	if len(sent) != 0 {
+		t.Fatalf("sent %v, want nothing", sent)
+	}
+	if _, err := a.do(ctx, tmpl.Request{Op: tmpl.OpRead, Path: "secret/data/app/db"}); err != nil {
+		t.Fatalf("an ordinary read: %v", err)
+	}
+	if _, err := a.vault.Auth().Token().LookupSelfWithContext(ctx); err != nil {
+		t.Fatalf("the agent's own lookup-self: %v", err)
+	}
+	if len(sent) != 2 || sent[1] != "/v1/auth/token/lookup-self" {
+		t.Fatalf("sent %v, want the ordinary read and the agent's own lookup", sent)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	gotemplate "text/template"
 	"time"
 )
 
@@ -137,6 +138,9 @@ var boundedPrint = map[string]any{
 	"print":   func(args ...any) (string, error) { return boundedFormat("print", args, fmt.Sprint) },
 	"println": func(args ...any) (string, error) { return boundedFormat("println", args, fmt.Sprintln) },
 	"printf": func(format string, args ...any) (string, error) {
+		if err := checkWidths(format, args); err != nil {
+			return "", err
+		}
 		return checkSize("printf", fmt.Sprintf(format, args...))
 	},
 }
@@ -159,4 +163,51 @@ func checkSize(name, s string) (string, error) {
 		return "", tooLarge(name, "the result")
 	}
 	return s, nil
+}
+
+// escapers are text/template's html, js and urlquery builtins, the same
+// functions, bound by name so that their arguments are measured.
+var escapers = map[string]any{
+	"html":     gotemplate.HTMLEscaper,
+	"js":       gotemplate.JSEscaper,
+	"urlquery": gotemplate.URLQueryEscaper,
+}
+
+// checkWidths refuses a printf width or precision larger than MaxOutput,
+// written in the format or given by a `*` argument: fmt pads in memory
+// before printf's result can be checked, so `%1000000000d` would take a
+// gigabyte first.
+func checkWidths(format string, args []any) error {
+	star := false
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			continue
+		}
+		for i++; i < len(format) && strings.IndexByte("+-# 0123456789.*[]", format[i]) >= 0; i++ {
+			if format[i] == '*' {
+				star = true
+			}
+			if n := digitsAt(format, i); n > MaxOutput {
+				return tooLarge("printf", "a width or precision")
+			}
+		}
+	}
+	if star {
+		for _, a := range args {
+			if n, err := loopBound(a); err == nil && (n > MaxOutput || n < -MaxOutput) {
+				return tooLarge("printf", "a width or precision")
+			}
+		}
+	}
+	return nil
+}
+
+// digitsAt is the number written at s[i:], up to the first non-digit,
+// saturated above MaxOutput; 0 when s[i] is not a digit.
+func digitsAt(s string, i int) int {
+	n := 0
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		n = min(n*10+int(s[i]-'0'), MaxOutput+1)
+	}
+	return n
 }

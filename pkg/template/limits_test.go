@@ -116,12 +116,12 @@ func TestRenderBounds(t *testing.T) {
 // TestRenderTimeout: an execution that runs past RenderTimeout (here
 // shortened) returns ErrLimit instead of stalling the agent, and the
 // template refuses to start again until the runaway execution has ended.
-// Nested ranges over a split string use no loop, so only the timeout
-// stops them.
+// Nested ranges over a split string use no loop, and walk 8 million
+// elements, within MaxWalk, so only the timeout stops them.
 func TestRenderTimeout(t *testing.T) {
 	defer func(d time.Duration) { RenderTimeout = d }(RenderTimeout)
 	RenderTimeout = time.Millisecond
-	text := `{{ $s := split "" (printf "%0300d" 1) }}{{ range $s }}{{ range $s }}{{ range $s }}{{ end }}{{ end }}{{ end }}done`
+	text := `{{ $s := split "" (printf "%0200d" 1) }}{{ range $s }}{{ range $s }}{{ range $s }}{{ end }}{{ end }}{{ end }}done`
 	tp, err := New("x", text)
 	if err != nil {
 		t.Fatal(err)

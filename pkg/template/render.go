@@ -76,10 +76,10 @@ func New(name, text string) (*Template, error) {
 		return nil, err
 	}
 	t := &Template{name: name}
-	funcs := gotemplate.FuncMap{}
+	funcs := t.guardFuncs()
 	for n := range used {
 		if f := t.function(n); f != nil {
-			funcs[n] = f
+			funcs[n] = t.guarded(n, f)
 		}
 	}
 	// consul-template names its template "" (so does `{{ template "" }}`);
@@ -88,6 +88,7 @@ func New(name, text string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrSyntax, syntaxReason(err))
 	}
+	guardTree(t.tmpl)
 	return t, nil
 }
 
@@ -109,6 +110,10 @@ func (t *Template) function(name string) any {
 		return t.executeTemplate
 	case "print", "printf", "println":
 		return boundedPrint[name]
+	case "html", "js", "urlquery":
+		// Builtins that format their arguments with fmt: bound here so
+		// that guarded measures what they are given.
+		return escapers[name]
 	}
 	if f, ok := helpers[name]; ok {
 		return f
@@ -219,8 +224,11 @@ type recorder struct {
 	used    []Request
 	missing []Request
 	values  []string
-	// iterations counts what loop produced, against MaxIterations.
+	// iterations counts what loop produced and integer ranges ran,
+	// against MaxIterations.
 	iterations int64
+	// walked counts the elements measured, against MaxWalk.
+	walked int
 	// limit is the first bound the execution hit.
 	limit error
 	// scratch is the execution's `scratch`, empty at its start as under
@@ -269,6 +277,9 @@ func collectValues(v any, out *[]string) {
 
 // secret implements `secret "path"` and `secret "path" "k=v" ...`.
 func (r *recorder) secret(path string, rest ...string) (*Secret, error) {
+	if err := refuseTokenEndpoint("secret", path); err != nil {
+		return nil, err
+	}
 	req := Request{Op: OpRead, Path: path}
 	if len(rest) > 0 {
 		req.Op, req.Data = OpWrite, map[string]string{}
@@ -297,6 +308,9 @@ func (r *recorder) secret(path string, rest ...string) (*Secret, error) {
 
 // secrets implements `secrets "path"` (a LIST).
 func (r *recorder) secrets(path string) ([]string, error) {
+	if err := refuseTokenEndpoint("secrets", path); err != nil {
+		return nil, err
+	}
 	v, ok := r.note(Request{Op: OpList, Path: path})
 	if !ok {
 		return nil, nil
@@ -314,4 +328,14 @@ func redact(msg string, values []string) string {
 		msg = strings.ReplaceAll(msg, v, "[redacted]")
 	}
 	return msg
+}
+
+// refuseTokenEndpoint is the render-time check of a path a template
+// computed: it refuses before the request is recorded, so the agent never
+// sends it. The path is not quoted (it may be built from a secret).
+func refuseTokenEndpoint(fn, path string) error {
+	if err := checkTokenEndpoint(path); err != nil {
+		return &funcError{fn: fn, reason: err.Error(), cause: ErrTokenEndpoint}
+	}
+	return nil
 }

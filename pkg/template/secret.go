@@ -1,7 +1,5 @@
 package template
 
-import "time"
-
 // Secret is what `secret` returns: Vault's answer in the shape
 // consul-template gives templates (the same fields, names and order, so
 // `.Data.data.password`, `.LeaseID` and `toJSON .` render as they do
@@ -14,28 +12,14 @@ type Secret struct {
 	// Data is the answer's data; for KV v2, data and metadata.
 	Data     map[string]any
 	Warnings []string
-	// Auth and WrapInfo are never set by the agent (a template reads
-	// secrets, not logins); they exist so that templates testing them
-	// behave as under consul-template.
-	Auth     *SecretAuth
-	WrapInfo *SecretWrapInfo
+	// Auth and WrapInfo stay so that templates testing them (and `toJSON .`)
+	// behave as under consul-template, but their type has no field: an
+	// answer's login block (a token and its accessor) and its wrapping
+	// token can never reach a template, whatever endpoint answered.
+	Auth     *Withheld
+	WrapInfo *Withheld
 }
 
-// SecretAuth is the login part of an answer, as consul-template names it.
-type SecretAuth struct {
-	ClientToken   string
-	Accessor      string
-	Policies      []string
-	Metadata      map[string]string
-	LeaseDuration int
-	Renewable     bool
-}
-
-// SecretWrapInfo is the response-wrapping part of an answer, as
-// consul-template names it.
-type SecretWrapInfo struct {
-	Token           string
-	TTL             int
-	CreationTime    time.Time
-	WrappedAccessor string
-}
+// Withheld is the type of the parts of Vault's answer a template never
+// sees; it holds nothing, and the agent leaves it nil.
+type Withheld struct{}

@@ -68,6 +68,23 @@ var denied = map[string]string{
 	"sprig_untilStep": "builds a sequence of unbounded length; use loop, which is bounded",
 	"sprig_seq":       "builds a sequence of unbounded length; use loop, which is bounded",
 	"sprig_repeat":    "builds a string of unbounded length",
+	// sprig counts these hermetic, but their output is not a function of
+	// their arguments: a file would change at every render, and the
+	// promise is that templates read no clock and no random source.
+	"sprig_randInt":                  "reads a random source",
+	"sprig_shuffle":                  "reads a random source",
+	"sprig_bcrypt":                   "reads a random source (the salt)",
+	"sprig_htpasswd":                 "reads a random source (the bcrypt salt)",
+	"sprig_encryptAES":               "reads a random source (the IV)",
+	"sprig_genPrivateKey":            "reads a random source (the key)",
+	"sprig_genCA":                    "reads a random source and the clock (the key, serial and validity)",
+	"sprig_genCAWithKey":             "reads a random source and the clock (the serial and validity)",
+	"sprig_genSelfSignedCert":        "reads a random source and the clock (the key, serial and validity)",
+	"sprig_genSelfSignedCertWithKey": "reads a random source and the clock (the serial and validity)",
+	"sprig_genSignedCert":            "reads a random source and the clock (the key, serial and validity)",
+	"sprig_genSignedCertWithKey":     "reads a random source and the clock (the serial and validity)",
+	"sprig_ago":                      "reads the clock",
+	"sprig_durationRound":            "reads the clock (given a date, it rounds the time since)",
 }
 
 // allowed are the functions a template may call: text/template's builtins
@@ -127,14 +144,22 @@ func refusal(name string) error {
 	if why, ok := denied[name]; ok {
 		return fmt.Errorf("%w: %q %s", ErrDenied, name, why)
 	}
+	return fmt.Errorf("%w: %q %s", ErrDenied, name, refusalReason(name))
+}
+
+// refusalReason is why name is refused, after the name.
+func refusalReason(name string) string {
+	if why, ok := denied[name]; ok {
+		return why
+	}
 	n, isSprig := strings.CutPrefix(name, "sprig_")
 	switch {
 	case !isSprig:
-		return fmt.Errorf("%w: %q is not a known template function", ErrDenied, name)
+		return "is not a known template function"
 	case sprigAll()[n] != nil:
-		return fmt.Errorf("%w: %q is not one of sprig's hermetic functions: it reads the clock, the network, the environment or a random source, which the sandbox does not offer", ErrDenied, name)
+		return "is not one of sprig's hermetic functions: it reads the clock, the network, the environment or a random source, which the sandbox does not offer"
 	}
-	return fmt.Errorf("%w: %q is not a sprig function", ErrDenied, name)
+	return "is not a sprig function"
 }
 
 // Validate parses a template and checks every function it calls against the
@@ -162,6 +187,9 @@ func check(text string) (map[string]bool, error) {
 	used := map[string]bool{}
 	for _, n := range sortedKeys(trees) {
 		if err := checkNode(trees[n].Root, used); err != nil {
+			return nil, err
+		}
+		if err := checkVaultLiterals(trees[n], trees[n].Root); err != nil {
 			return nil, err
 		}
 	}
@@ -244,4 +272,49 @@ func checkAll(nodes []parse.Node, used map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+// Functions are the names a template may call, sorted: the list the
+// injector and the agent check (Allowed), from which docs/templates.md is
+// generated.
+func Functions() []string {
+	var out []string
+	for n := range allowed {
+		out = append(out, n)
+	}
+	for n := range sprigFuncs() {
+		if Allowed("sprig_" + n) {
+			out = append(out, "sprig_"+n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Refused are the known function names a template may not call, with why,
+// sorted by name: consul-template's and sprig's that Allowed refuses.
+func Refused() [][2]string {
+	names := map[string]bool{}
+	for n := range denied {
+		names[n] = true
+	}
+	for n := range sprigAll() {
+		names["sprig_"+n] = true
+	}
+	var out [][2]string
+	for _, n := range sortedNames(names) {
+		if !Allowed(n) {
+			out = append(out, [2]string{n, refusalReason(n)})
+		}
+	}
+	return out
+}
+
+func sortedNames(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
