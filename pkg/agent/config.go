@@ -255,11 +255,7 @@ func validateSecrets(p *field.Path, secrets []Secret) field.ErrorList {
 		files[s.File] = true
 		pathOK, pathRefused := false, false
 		if s.Path != "" {
-			if err := ValidateVaultPath(s.Path); err != nil {
-				errs = append(errs, field.Invalid(sp.Child("path"), s.Path, err.Error()))
-			} else if err := template.CheckTokenEndpoint(s.Path); err != nil {
-				// The default template of this path is not parsed below:
-				// its path is checked here as Validate checks a literal.
+			if err := ValidateSecretPath(s.Path); err != nil {
 				errs = append(errs, field.Invalid(sp.Child("path"), s.Path, err.Error()))
 				pathRefused = true
 			} else {
@@ -315,6 +311,17 @@ func ValidateFileName(name string) error {
 		return fmt.Errorf("must not start with a dot")
 	}
 	return nil
+}
+
+// ValidateSecretPath accepts the Vault path of a secret declared by path
+// alone: a valid Vault path that is not an endpoint answering with a token.
+// Its default template is not parsed at admission, so its path is checked
+// here as template.Validate checks a template's literal paths.
+func ValidateSecretPath(p string) error {
+	if err := ValidateVaultPath(p); err != nil {
+		return err
+	}
+	return template.CheckTokenEndpoint(p)
 }
 
 // ValidateVaultPath accepts a relative Vault API path such as

@@ -401,7 +401,7 @@ func (p *parser) secret(name string, parts *secretParts) (agent.Secret, bool) {
 	}
 	if parts.path != nil {
 		s.Path = *parts.path
-		if err := agent.ValidateVaultPath(s.Path); err != nil {
+		if err := agent.ValidateSecretPath(s.Path); err != nil {
 			fail(PrefixSecret+name, s.Path, err.Error())
 		}
 	}

@@ -543,7 +543,7 @@ func (p *vaultParser) secret(pod *corev1.Pod, raw string, vs *vaultSecret) (agen
 	}
 	if parts.path != nil {
 		s.Path = *parts.path
-		p.check(VaultPrefixSecret+raw, s.Path, agent.ValidateVaultPath)
+		p.check(VaultPrefixSecret+raw, s.Path, agent.ValidateSecretPath)
 	}
 	switch {
 	case parts.template != nil:

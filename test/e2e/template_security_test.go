@@ -92,12 +92,19 @@ func TestTemplateTokenEndpoints(t *testing.T) {
 			msg := createRefusedPod(t, ctx, "tokens", fmt.Sprintf("path-%d", i), "app", map[string]string{
 				mutate.AnnotationInject: "true", mutate.PrefixSecret + "x": p,
 			})
-			// Which annotation the refusal names is the injector's
-			// mapping of config fields (secrets[0].path) to annotations.
-			for _, want := range []string{"secrets[0].path", tmpl.ErrTokenEndpoint.Error()} {
+			for _, want := range []string{"is invalid", "blinkchamber.io/secret-x", tmpl.ErrTokenEndpoint.Error()} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("%s: refusal lacks %q: %s", p, want, msg)
 				}
+			}
+		}
+		// The same path through the Vault Agent Injector's annotations.
+		msg := createRefusedPod(t, ctx, "tokens", "path-vaultk8s", "app", map[string]string{
+			mutate.VaultPrefix + "agent-inject": "true", mutate.VaultPrefixSecret + "x": "auth/token/lookup-self",
+		})
+		for _, want := range []string{"is invalid", mutate.VaultPrefixSecret + "x", tmpl.ErrTokenEndpoint.Error()} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("vault-k8s: refusal lacks %q: %s", want, msg)
 			}
 		}
 	})
