@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -42,7 +43,7 @@ type Agent struct {
 	vault     *api.Client
 	kv        kvMounts
 	describe  *describer
-	files     *tmpl.Files
+	files     fileWriter
 	templates []*tmpl.Template
 	cache     *cache
 	metrics   *agentMetrics
@@ -409,6 +410,13 @@ func (a *Agent) renderOne(ctx context.Context, t *tmpl.Template, s Secret, used 
 		a.afterChange(ctx, s)
 	}
 	return nil
+}
+
+// fileWriter writes the secrets' files (tmpl.Files; tests put a stuck one
+// in its place).
+type fileWriter interface {
+	Write(name string, data []byte, perm fs.FileMode) (bool, error)
+	Intact(name string) bool
 }
 
 // ErrRenderStuck is wrapped when a secret's file write did not return

@@ -15,8 +15,13 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	tmpl "github.com/blinkchamber/blinkchamber/pkg/template"
 	"github.com/blinkchamber/blinkchamber/test/leakform"
 )
+
+func tmplRequest(path, pos, text string) tmpl.Request {
+	return tmpl.Request{Op: tmpl.OpRead, Path: path, Call: tmpl.Call{Pos: pos, Text: text}}
+}
 
 // derivingTemplates build Vault paths, `secret` arguments and map keys from
 // a secret value (src's password and username, the same value) in the
@@ -188,5 +193,32 @@ func checkNoLeak(t *testing.T, what, value, text string) {
 	for _, f := range m.Find([]byte(text)) {
 		at := max(f.Offset-80, 0)
 		t.Errorf("%s: the value leaked (%s) near %q", what, f.Kind, text[at:f.Offset])
+	}
+}
+
+// TestLeaseRenewalOfComputedPathLeaksNothing: renewing (and re-issuing) a
+// lease on a path built from a secret fails against a Vault that echoes
+// the path; the log lines and the error hold no derived form of the value.
+func TestLeaseRenewalOfComputedPathLeaksNothing(t *testing.T) {
+	value := "Zq7vN2pKx9Wm4Rt8Hy3Lc6"
+	for _, fault := range faults {
+		srv := fakeVault(t, value, fault)
+		var logs bytes.Buffer
+		a, err := New(testConfig(t, srv.URL, derivingTemplates["dynamic"]), newLogger(&logs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.setAuth(&api.Secret{Auth: &api.SecretAuth{ClientToken: "t", LeaseDuration: 3600}})
+		req := tmplRequest("database/creds/"+value, "t:1:60", `secret (print "database/creds/" .Data.username)`)
+		e := &entry{Req: req, Action: actionRenew, Increment: 60,
+			Secret: &api.Secret{LeaseID: "database/creds/" + value + "/l1", LeaseDuration: 60, Renewable: true}}
+		err = a.refreshEntry(context.Background(), e)
+		if err == nil {
+			t.Fatalf("fault %s: the refresh worked", fault)
+		}
+		checkNoLeak(t, "renewal, fault "+fault, value, err.Error()+"\n"+logs.String())
+		if !strings.Contains(logs.String(), "lease renewal failed") {
+			t.Errorf("fault %s: the renewal failure was not logged: %s", fault, logs.String())
+		}
 	}
 }
