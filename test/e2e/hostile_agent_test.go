@@ -170,12 +170,12 @@ func enablePKI(t *testing.T, ctx context.Context, c *vaultapi.Client, mount stri
 	}
 }
 
-// TestSpecialFilesDoNotBlockRendering: a FIFO put at a rendered file's
-// name while the agent runs neither blocks the next rotation of another
-// secret nor stays (it is replaced by the file); a directory put there is
-// reported by /readyz (503, naming the secret) and the render-error metric
-// within a render interval while the other secret keeps rotating, and once
-// it is removed the file comes back and readiness recovers by itself.
+// TestSpecialFilesDoNotBlockRendering: a FIFO, then a directory, put at a
+// rendered file's name by another uid while the agent runs (the agent can
+// replace neither in the volume's sticky directory) are reported by
+// /readyz (503, naming the secret) and the render-error metric within a
+// render interval; the next rotation of another secret still arrives; once
+// removed, the file comes back and readiness recovers by itself.
 func TestSpecialFilesDoNotBlockRendering(t *testing.T) {
 	e := agentEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -197,58 +197,79 @@ func TestSpecialFilesDoNotBlockRendering(t *testing.T) {
 	waitFile(t, fileA, "v: "+a1+"\n", 10*time.Second)
 	values := []string{a1, b1}
 
-	// A FIFO at a's name, then a rotation of b.
-	if err := os.Remove(fileA); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(fileA, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b2 := randomSecret(t, "b2")
-	values = append(values, b2)
-	e.put(t, ctx, ns+"/"+ns+"/b", map[string]any{"v": b2})
-	waitFile(t, fileB, "v: "+b2+"\n", 3*time.Second)
-	waitFile(t, fileA, "v: "+a1+"\n", 3*time.Second) // the FIFO replaced, never opened
+	var body, metrics string
+	for _, plant := range []struct {
+		kind string
+		make func(string) error
+	}{
+		{"FIFO", func(p string) error { return syscall.Mkfifo(p, 0o600) }},
+		{"directory", func(p string) error { return os.MkdirAll(filepath.Join(p, "inside"), 0o700) }},
+	} {
+		// Put there by another uid (the test's), in the volume's sticky
+		// directory: the agent can neither open it (it never tries) nor
+		// replace it, so it must report it.
+		if err := os.Remove(fileA); err != nil {
+			t.Fatal(err)
+		}
+		if err := plant.make(fileA); err != nil {
+			t.Fatal(err)
+		}
+		planted := time.Now()
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+			var code int
+			code, body = get(t, run.HealthAddr(), "/readyz")
+			return code == 503 && strings.Contains(body, "secret a"), nil
+		})
+		if err != nil {
+			t.Fatalf("%s at a's name: /readyz did not report secret a within 5 s; last: %s", plant.kind, body)
+		}
+		t.Logf("%s at a's name: /readyz 503 after %s: %s", plant.kind, time.Since(planted).Round(time.Millisecond), body)
+		_, metrics = get(t, run.HealthAddr(), "/metrics")
+		if metricValue(metrics, `blinkchamber_agent_render_errors_total{secret="a"}`) <= 0 {
+			t.Errorf("%s: render errors for secret a not counted: %s", plant.kind, grep(metrics, "render_errors"))
+		}
+		// The next rotation of b arrives meanwhile.
+		b := randomSecret(t, "b")
+		values = append(values, b)
+		rotated := time.Now()
+		e.put(t, ctx, ns+"/"+ns+"/b", map[string]any{"v": b})
+		waitFile(t, fileB, "v: "+b+"\n", 3*time.Second)
+		t.Logf("%s at a's name: b's rotation arrived after %s", plant.kind, time.Since(rotated).Round(time.Millisecond))
 
-	// A directory at a's name: reported within an interval (plus the
-	// poll's slack), while b keeps rotating.
-	if err := os.Remove(fileA); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(fileA, "inside"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	planted := time.Now()
-	var body string
-	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
-		var code int
-		code, body = get(t, run.HealthAddr(), "/readyz")
-		return code == 503 && strings.Contains(body, "secret a"), nil
-	})
-	if err != nil {
-		t.Fatalf("/readyz did not report secret a within 5 s of a directory at its file's name; last: %s", body)
-	}
-	t.Logf("directory at a's name reported by /readyz after %s: %s", time.Since(planted).Round(time.Millisecond), body)
-	_, metrics := get(t, run.HealthAddr(), "/metrics")
-	if metricValue(metrics, `blinkchamber_agent_render_errors_total{secret="a"}`) <= 0 {
-		t.Errorf("render errors for secret a not counted: %s", grep(metrics, "render_errors"))
-	}
-	b3 := randomSecret(t, "b3")
-	values = append(values, b3)
-	e.put(t, ctx, ns+"/"+ns+"/b", map[string]any{"v": b3})
-	waitFile(t, fileB, "v: "+b3+"\n", 3*time.Second)
-
-	// Removed: the file comes back, readiness recovers.
-	if err := os.RemoveAll(fileA); err != nil {
-		t.Fatal(err)
-	}
-	waitFile(t, fileA, "v: "+a1+"\n", 5*time.Second)
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
-		code, _ := get(t, run.HealthAddr(), "/readyz")
-		return code == 200, nil
-	})
-	if err != nil {
-		t.Fatal("/readyz did not recover after the directory was removed")
+		// Removed: the file comes back, readiness recovers by itself.
+		if err := os.RemoveAll(fileA); err != nil {
+			t.Fatal(err)
+		}
+		waitRegularFile(t, fileA, "v: "+a1+"\n", 5*time.Second, out)
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+			code, _ := get(t, run.HealthAddr(), "/readyz")
+			return code == 200, nil
+		})
+		if err != nil {
+			t.Fatalf("%s: /readyz did not recover after it was removed", plant.kind)
+		}
 	}
 	assertPodNoLeak(t, run, out.String()+body+metrics, values...)
+}
+
+// waitRegularFile is waitFile that never opens anything but a regular
+// file: the test must not block on a FIFO either.
+func waitRegularFile(t *testing.T, path, want string, within time.Duration, out *syncBuffer) {
+	t.Helper()
+	kind := "missing"
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, within, true, func(context.Context) (bool, error) {
+		st, err := os.Lstat(path)
+		if err != nil || !st.Mode().IsRegular() {
+			if err == nil {
+				kind = st.Mode().Type().String()
+			}
+			return false, nil
+		}
+		got, _ := os.ReadFile(path)
+		kind = "regular"
+		return string(got) == want, nil
+	})
+	if err != nil {
+		t.Fatalf("%s never became a regular file with the expected content within %s (last: %s)\n%s", filepath.Base(path), within, kind, out.String())
+	}
 }
