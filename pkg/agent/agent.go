@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -41,6 +42,8 @@ type Agent struct {
 	log       logr.Logger
 	vault     *api.Client
 	kv        kvMounts
+	describe  *describer
+	files     fileWriter
 	templates []*tmpl.Template
 	cache     *cache
 	metrics   *agentMetrics
@@ -63,8 +66,14 @@ type Agent struct {
 // again here, so a hand-edited pod spec cannot bypass admission) and builds
 // the Vault client. It contacts nothing.
 func New(cfg *Config, log logr.Logger) (*Agent, error) {
-	a := &Agent{cfg: cfg, log: log, cache: newCache(), status: &status{}, relogin: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, log: log, cache: newCache(), relogin: make(chan struct{}, 1), wake: make(chan struct{}, 1),
+		status: &status{stuckAfter: cfg.RenderInterval.Duration}, files: tmpl.NewFiles(cfg.SecretsDir)}
 	a.metrics = newMetrics(a)
+	d, err := newDescriber()
+	if err != nil {
+		return nil, err
+	}
+	a.describe = d
 	for i, s := range cfg.Secrets {
 		t, err := tmpl.New(s.Name, s.Template)
 		if err != nil {
@@ -236,11 +245,17 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-a.wake:
 		case <-time.After(wait):
 		}
-		err := errors.Join(a.refresh(ctx), a.renderAll(ctx))
+		rerr := a.refresh(ctx)
+		werr := a.renderAll(ctx)
+		err := errors.Join(rerr, werr)
 		a.status.setError(err)
-		if err == nil {
+		// Backing off spares Vault; a file that cannot be written (a
+		// directory in the way) is no reason to delay the other secrets'
+		// renders past the interval.
+		if err == nil || rerr == nil && onlyWriteErrors(werr) {
 			b.reset()
-		} else if ctx.Err() == nil {
+		}
+		if err != nil && ctx.Err() == nil {
 			a.log.Info("refresh or render failed; the last rendered files stay in place", "reason", err.Error())
 		}
 	}
@@ -264,7 +279,7 @@ func (a *Agent) refreshEntry(ctx context.Context, e *entry) error {
 		if err == nil {
 			return nil
 		}
-		a.log.Info("lease renewal failed; issuing a new secret", "path", e.Req.Path, "reason", err.Error())
+		a.log.Info("lease renewal failed; issuing a new secret", "request", a.describe.request(e.Req), "reason", err.Error())
 	}
 	return a.fetch(ctx, e.Req)
 }
@@ -273,7 +288,7 @@ func (a *Agent) refreshEntry(ctx context.Context, e *entry) error {
 func (a *Agent) renew(ctx context.Context, e *entry) error {
 	s, err := a.vault.Sys().RenewWithContext(ctx, e.Secret.LeaseID, e.Increment)
 	if err != nil {
-		return classifyRead(err, "renewing the lease of", e.Req.Path)
+		return classifyRequest(err, "renewing the lease of "+a.describe.request(e.Req), printable(e.Req))
 	}
 	a.metrics.renewals.Inc()
 	next := *e
@@ -282,7 +297,7 @@ func (a *Agent) renew(ctx context.Context, e *entry) error {
 	next.Secret = &sec
 	schedule(&next, time.Now(), a.cfg.RenderInterval.Duration)
 	a.cache.put(&next)
-	a.log.V(1).Info("lease renewed", "path", e.Req.Path, "ttl", s.LeaseDuration, "next", next.Action)
+	a.log.V(1).Info("lease renewed", "request", a.describe.request(e.Req), "ttl", s.LeaseDuration, "next", next.Action)
 	return nil
 }
 
@@ -344,10 +359,10 @@ func (a *Agent) do(ctx context.Context, req tmpl.Request) (*api.Secret, error) {
 		return nil, &PermanentError{fmt.Errorf("%w: %s %w", ErrTemplate, req.Op, tmpl.ErrTokenEndpoint)}
 	}
 	if err != nil {
-		return nil, classifyRead(err, string(req.Op), req.Path)
+		return nil, classifyRequest(err, a.describe.request(req), printable(req))
 	}
 	if s == nil && req.Op == tmpl.OpRead {
-		return nil, &PermanentError{fmt.Errorf("%w: read %s", ErrNotFound, req.Path)}
+		return nil, &PermanentError{fmt.Errorf("%w: %s", ErrNotFound, a.describe.request(req))}
 	}
 	return s, nil
 }
@@ -356,7 +371,7 @@ func (a *Agent) do(ctx context.Context, req tmpl.Request) (*api.Secret, error) {
 // does nothing when no answer changed since the last complete render.
 func (a *Agent) renderAll(ctx context.Context) error {
 	version := a.cache.currentVersion()
-	if a.rendered != 0 && version == a.rendered {
+	if a.rendered != 0 && version == a.rendered && a.filesIntact() {
 		return nil
 	}
 	var errs []error
@@ -380,19 +395,20 @@ func (a *Agent) renderAll(ctx context.Context) error {
 }
 
 func (a *Agent) renderOne(ctx context.Context, t *tmpl.Template, s Secret, used map[string]bool) error {
+	if !a.status.beginRender(s.Name) {
+		return &writeError{fmt.Errorf("secret %s: %w: the previous render has not returned", s.Name, ErrRenderStuck)}
+	}
 	out, err := a.execute(ctx, t, used)
+	if err == nil {
+		out, err = s.encode(out)
+	}
 	if err != nil {
+		a.status.endRender(s.Name)
 		return err
 	}
-	if out, err = s.encode(out); err != nil {
+	changed, err := a.write(s, out)
+	if err != nil || !changed {
 		return err
-	}
-	changed, err := tmpl.WriteFile(a.cfg.SecretsDir, s.File, out, os.FileMode(s.Perms))
-	if err != nil {
-		return fmt.Errorf("secret %s: %w", s.Name, err)
-	}
-	if !changed {
-		return nil
 	}
 	a.metrics.renders.WithLabelValues(s.Name).Inc()
 	a.log.Info("rendered", "secret", s.Name, "file", filepath.Join(a.cfg.SecretsDir, s.File), "bytes", len(out))
@@ -400,6 +416,82 @@ func (a *Agent) renderOne(ctx context.Context, t *tmpl.Template, s Secret, used 
 		a.afterChange(ctx, s)
 	}
 	return nil
+}
+
+// fileWriter writes the secrets' files (tmpl.Files; tests put a stuck one
+// in its place).
+type fileWriter interface {
+	Write(name string, data []byte, perm fs.FileMode) (bool, error)
+	Intact(name string) bool
+}
+
+// ErrRenderStuck is wrapped when a secret's file write did not return
+// within the render interval.
+var ErrRenderStuck = errors.New("render did not complete")
+
+// writeError is a secret's file that could not be written; Vault is not
+// to blame.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// onlyWriteErrors reports whether err is made of writeErrors only.
+func onlyWriteErrors(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !onlyWriteErrors(e) {
+				return false
+			}
+		}
+		return true
+	}
+	var w *writeError
+	return errors.As(err, &w)
+}
+
+// write writes s's file apart from the loop, and waits for it one render
+// interval at most: a write stuck in a system call holds up its own secret
+// only (readiness names it until the write returns; beginRender refuses a
+// second one meanwhile), never the other secrets' renders. It ends the
+// render begun by renderOne when the write returns, however late.
+func (a *Agent) write(s Secret, out []byte) (bool, error) {
+	type result struct {
+		changed bool
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		changed, err := a.files.Write(s.File, out, os.FileMode(s.Perms))
+		a.status.endRender(s.Name)
+		done <- result{changed, err}
+	}()
+	timer := time.NewTimer(a.cfg.RenderInterval.Duration)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return false, &writeError{fmt.Errorf("secret %s: %w", s.Name, r.err)}
+		}
+		return r.changed, nil
+	case <-timer.C:
+		return false, &writeError{fmt.Errorf("secret %s: %w: writing %s did not return within %s", s.Name, ErrRenderStuck, s.File, a.cfg.RenderInterval.Duration)}
+	}
+}
+
+// filesIntact checks, with lstat only, that every file is still what the
+// agent last wrote; a file replaced or changed by anything else (a FIFO
+// put in its place, say) is rendered again.
+func (a *Agent) filesIntact() bool {
+	ok := true
+	for _, s := range a.cfg.Secrets {
+		if !a.files.Intact(s.File) {
+			a.log.Info("a rendered file was replaced or changed by something other than the agent; writing it again", "secret", s.Name, "file", s.File)
+			a.metrics.filesRestored.WithLabelValues(s.Name).Inc()
+			ok = false
+		}
+	}
+	return ok
 }
 
 // execute renders t, fetching what it asks for, round after round, and

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"sort"
 	"time"
 
 	"github.com/blinkchamber/blinkchamber/pkg/metrics"
@@ -22,6 +23,7 @@ type agentMetrics struct {
 	tokenRenewals   *metrics.Counter
 	renewals        *metrics.Counter
 	lastRender      *metrics.Gauge
+	filesRestored   *metrics.CounterVec
 }
 
 func newMetrics(a *Agent) *agentMetrics {
@@ -40,10 +42,16 @@ func newMetrics(a *Agent) *agentMetrics {
 		tokenRenewals:   r.NewCounter("blinkchamber_agent_token_renewals_total", "Vault token renewals."),
 		renewals:        r.NewCounter("blinkchamber_agent_lease_renewals_total", "Secret lease renewals."),
 		lastRender:      r.NewGauge("blinkchamber_agent_last_render_timestamp_seconds", "Unix time of the last render in which every secret rendered."),
+		filesRestored:   r.NewCounterVec("blinkchamber_agent_files_restored_total", "Rendered files found replaced or changed by something other than the agent, and written again, by secret name.", "secret"),
 	}
+	// Read at scrape time, so a render stuck in a system call shows.
+	r.NewFunc("blinkchamber_agent_render_in_progress_seconds", "Seconds each render under way has run, by secret name.", metrics.KindGauge, "secret",
+		func() []metrics.Sample { return renderAges(a) })
+	r.NewFunc("blinkchamber_agent_renders_stuck", "Renders under way for longer than the render interval.", metrics.KindGauge, "",
+		func() []metrics.Sample { return []metrics.Sample{{Value: float64(stuckRenders(a))}} })
 	// Read at scrape time: leases and their remaining TTL, and the Vault
 	// requests made so far.
-	r.NewFunc("blinkchamber_agent_lease_ttl_seconds", "Seconds left on each leased secret, by Vault path.", metrics.KindGauge, "path",
+	r.NewFunc("blinkchamber_agent_lease_ttl_seconds", "Seconds left on each leased secret, by Vault path (computed paths by fingerprint).", metrics.KindGauge, "path",
 		func() []metrics.Sample { return leaseTTLs(a) })
 	r.NewFunc("blinkchamber_agent_leases", "Leased secrets the agent holds.", metrics.KindGauge, "",
 		func() []metrics.Sample { return []metrics.Sample{{Value: float64(len(leaseTTLs(a)))}} })
@@ -58,10 +66,29 @@ func leaseTTLs(a *Agent) []metrics.Sample {
 	var out []metrics.Sample
 	for _, e := range a.cache.snapshot() {
 		if !e.Expires.IsZero() {
-			out = append(out, metrics.Sample{LabelValue: e.Req.Path, Value: timeLeft(e.Expires)})
+			out = append(out, metrics.Sample{LabelValue: a.describe.label(e.Req), Value: timeLeft(e.Expires)})
 		}
 	}
 	return out
 }
 
 func timeLeft(t time.Time) float64 { return max(time.Until(t).Seconds(), 0) }
+
+func renderAges(a *Agent) []metrics.Sample {
+	var out []metrics.Sample
+	for name, age := range a.status.renderAges() {
+		out = append(out, metrics.Sample{LabelValue: name, Value: age.Seconds()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].LabelValue < out[j].LabelValue })
+	return out
+}
+
+func stuckRenders(a *Agent) int {
+	n := 0
+	for _, age := range a.status.renderAges() {
+		if age > a.cfg.RenderInterval.Duration {
+			n++
+		}
+	}
+	return n
+}

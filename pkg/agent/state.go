@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/hashicorp/vault/api"
@@ -34,8 +33,12 @@ func saveState(dir string, auth *api.Secret, entries []entry) error {
 	return nil
 }
 
+// maxStateSize bounds the state file read: a token and the leases of a
+// pod's secrets, each at most a few KiB.
+const maxStateSize = 16 << 20
+
 func loadState(dir string) (*savedState, error) {
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	b, err := tmpl.ReadRegular(filepath.Join(dir, stateFile), maxStateSize)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -15,6 +18,57 @@ type status struct {
 	// the refreshes that fail meanwhile only say the token is gone, and
 	// readiness must say why there is no new one (a deleted role, say).
 	loginErr error
+	// rendering holds when each secret's render now under way began; a
+	// render stuck in a system call stays here, so readiness (computed
+	// when asked, not when the render returns) reports it.
+	rendering map[string]time.Time
+	// stuckAfter is how long a render may take before readiness reports
+	// it: the render interval.
+	stuckAfter time.Duration
+}
+
+// beginRender marks secret's render under way; false when an earlier one
+// has not returned.
+func (s *status) beginRender(secret string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, busy := s.rendering[secret]; busy {
+		return false
+	}
+	if s.rendering == nil {
+		s.rendering = map[string]time.Time{}
+	}
+	s.rendering[secret] = time.Now()
+	return true
+}
+
+func (s *status) endRender(secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.rendering, secret)
+}
+
+// renderAges is how long each render under way has run.
+func (s *status) renderAges() map[string]time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]time.Duration, len(s.rendering))
+	for name, at := range s.rendering {
+		out[name] = time.Since(at)
+	}
+	return out
+}
+
+// stuckLocked names the renders under way for longer than stuckAfter.
+func (s *status) stuckLocked() string {
+	var names []string
+	for name, at := range s.rendering {
+		if age := time.Since(at); age > s.stuckAfter {
+			names = append(names, fmt.Sprintf("secret %s: render under way for %s, longer than the render interval %s", name, age.Round(time.Millisecond), s.stuckAfter))
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, "; ")
 }
 
 func (s *status) setStarted() {
@@ -57,6 +111,9 @@ func (s *status) err() error {
 func (s *status) ready() (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if stuck := s.stuckLocked(); stuck != "" {
+		return false, "render not completing; files from the last render stay in place: " + stuck
+	}
 	switch {
 	case !s.isStarted && s.lastErr != nil:
 		return false, "first render not complete: " + s.lastErr.Error()

@@ -167,22 +167,6 @@ func vaultReason(re *api.ResponseError) string {
 	return fmt.Sprintf("HTTP %d", re.StatusCode)
 }
 
-// classifyRead turns a failed request for path into a typed error.
-func classifyRead(err error, op, path string) error {
-	var re *api.ResponseError
-	if errors.As(err, &re) {
-		switch {
-		case re.StatusCode == http.StatusForbidden:
-			return &PermanentError{fmt.Errorf("%w: %s %s: %s", ErrDenied, op, path, vaultReason(re))}
-		case re.StatusCode == http.StatusNotFound:
-			return &PermanentError{fmt.Errorf("%w: %s %s", ErrNotFound, op, path)}
-		case permanentStatus(re.StatusCode):
-			return &PermanentError{fmt.Errorf("%s %s: %s", op, path, vaultReason(re))}
-		}
-	}
-	return fmt.Errorf("%s %s: %w", op, path, err)
-}
-
 // tokenValid asks Vault whether the current token still works; a 403 means
 // it was revoked or expired.
 func tokenValid(ctx context.Context, c *api.Client) (bool, error) {

@@ -45,8 +45,13 @@ var valueQuoting = []string{"range can't iterate over ", "can't use ", "range ov
 // kept only when it is a funcError, and replaced by withheld otherwise.
 // text/template's own messages (a missing map key, a wrong type) are kept
 // but for the values valueQuoting prints; the caller still redacts
-// Vault's raw values.
+// Vault's raw values. A call site's function name (bindSites) reads as
+// the function the template calls.
 func safeMessage(err error) string {
+	return siteName.ReplaceAllString(safeText(err), "$1")
+}
+
+func safeText(err error) string {
 	var ee gotemplate.ExecError
 	if !errors.As(err, &ee) {
 		var fe *funcError
@@ -65,7 +70,7 @@ func safeMessage(err error) string {
 	if !ok {
 		return "template: " + ee.Name + ": a function " + withheld
 	}
-	return prefix + safeMessage(inner)
+	return prefix + safeText(inner)
 }
 
 // cutValue cuts msg after the first valueQuoting start it holds. The first

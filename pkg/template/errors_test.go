@@ -34,7 +34,7 @@ func TestErrorsDoNotQuoteSecrets(t *testing.T) {
 		{"loop", `{{ range loop (toUpper .Data.pw) }}{{ end }}`, "loop: an argument is not an integer"},
 		{"explodeMap", `{{ explodeMap (sprig_dict "a" (toUpper .Data.pw) "a/b" "x") }}`, "explodeMap: a key holds a value"},
 		{"scratch.MapSet", `{{ scratch.Set (toUpper .Data.pw) 1 }}{{ scratch.MapSet (toUpper .Data.pw) "k" 1 }}`, "scratch: the key holds a value that is not a map"},
-		{"secret argument", `{{ secret "database/x" (toUpper .Data.pw) }}`, `secret: argument 2 of "database/x" is not key=value`},
+		{"secret argument", `{{ secret "database/x" (toUpper .Data.pw) }}`, `secret: argument 2 is not key=value`},
 		{"byKey", `{{ byKey (toUpper .Data.pw) }}`, "byKey: wrong argument type string"},
 		{"executeTemplate", `{{ executeTemplate "t" . }}{{ end }}{{ define "t" }}{{ .Data.pw | toUpper | parseInt }}`, "error calling parseInt: parseInt: invalid syntax"},
 		{"sprig error", `{{ sprig_fail (toUpper .Data.pw) }}`, "error calling sprig_fail: failed (its message is not shown"},

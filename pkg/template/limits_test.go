@@ -141,7 +141,7 @@ func TestRenderTimeout(t *testing.T) {
 	}
 	res, err := tp.Execute(lookupOf(nil))
 	if err != nil || string(res.Output) != "done" {
-		t.Fatalf("after the overrun: %q %v", res, err)
+		t.Fatalf("after the overrun: %v %v", res, err)
 	}
 }
 

@@ -30,6 +30,10 @@ type Request struct {
 	Op   Op
 	Path string
 	Data map[string]string
+	// Call is where the template made the request (zero when unknown);
+	// not part of its identity. Errors print it instead of Path unless
+	// Call.Literal.
+	Call Call `json:",omitzero"`
 }
 
 // Key is a stable identity for the request.
@@ -88,6 +92,9 @@ func New(name, text string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrSyntax, syntaxReason(err))
 	}
+	// Call sites first, so that a call's source text is the template's
+	// own, before guardTree adds its measuring commands.
+	t.bindSites(t.tmpl)
 	guardTree(t.tmpl)
 	return t, nil
 }
@@ -99,9 +106,10 @@ func New(name, text string) (*Template, error) {
 func (t *Template) function(name string) any {
 	switch name {
 	case "secret":
-		return func(path string, rest ...string) (*Secret, error) { return t.cur.secret(path, rest...) }
+		// Only for parsing: bindSites gives every call its own function.
+		return func(path string, rest ...string) (*Secret, error) { return t.cur.secret(Call{}, path, rest...) }
 	case "secrets":
-		return func(path string) ([]string, error) { return t.cur.secrets(path) }
+		return func(path string) ([]string, error) { return t.cur.secrets(Call{}, path) }
 	case "loop":
 		return func(args ...any) ([]int64, error) { return t.cur.loop(args...) }
 	case "scratch":
@@ -276,11 +284,11 @@ func collectValues(v any, out *[]string) {
 }
 
 // secret implements `secret "path"` and `secret "path" "k=v" ...`.
-func (r *recorder) secret(path string, rest ...string) (*Secret, error) {
+func (r *recorder) secret(c Call, path string, rest ...string) (*Secret, error) {
 	if err := refuseTokenEndpoint("secret", path); err != nil {
 		return nil, err
 	}
-	req := Request{Op: OpRead, Path: path}
+	req := Request{Op: OpRead, Path: path, Call: c}
 	if len(rest) > 0 {
 		req.Op, req.Data = OpWrite, map[string]string{}
 		for i, kv := range rest {
@@ -291,8 +299,9 @@ func (r *recorder) secret(path string, rest ...string) (*Secret, error) {
 			}
 			k, v, ok := strings.Cut(kv, "=")
 			if !ok {
-				// Not quoted: the argument may carry a secret.
-				return nil, failf("secret", "argument %d of %q is not key=value", i+2, path)
+				// Neither the argument nor the path is quoted: either
+				// may carry a secret (the position names the call).
+				return nil, failf("secret", "argument %d is not key=value", i+2)
 			}
 			req.Data[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
@@ -307,11 +316,11 @@ func (r *recorder) secret(path string, rest ...string) (*Secret, error) {
 }
 
 // secrets implements `secrets "path"` (a LIST).
-func (r *recorder) secrets(path string) ([]string, error) {
+func (r *recorder) secrets(c Call, path string) ([]string, error) {
 	if err := refuseTokenEndpoint("secrets", path); err != nil {
 		return nil, err
 	}
-	v, ok := r.note(Request{Op: OpList, Path: path})
+	v, ok := r.note(Request{Op: OpList, Path: path, Call: c})
 	if !ok {
 		return nil, nil
 	}

@@ -3,7 +3,7 @@ package harness
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/blinkchamber/blinkchamber/test/leakform"
 )
 
 // LeakScan looks for known secret values (generated passwords, unseal keys,
@@ -52,9 +54,9 @@ func NewLeakScan(k *Kube) *LeakScan {
 	return &LeakScan{kube: k, secrets: map[string]string{}, cmdlines: map[string][]byte{}}
 }
 
-// Secret registers a value that must appear nowhere; label names it in
-// findings, which never quote the value. Values shorter than 8 bytes are
-// ignored: they would match by chance.
+// Secret registers a value that must appear nowhere, in any derived form;
+// label names it in findings, which never quote the value. Values shorter
+// than 8 bytes are ignored: they would match by chance.
 func (s *LeakScan) Secret(label, value string) {
 	if len(value) < 8 {
 		return
@@ -170,10 +172,11 @@ func (s *LeakScan) Sampled() int {
 	return len(s.cmdlines)
 }
 
-// Check reads every source and fails, naming the secret and the place, on
-// any registered secret found there (also base64-encoded, as a Secret
-// object or a dumped request would carry it). Unreadable sources are errors
-// too: a scan that silently skipped a place would prove nothing.
+// Check reads every source and fails, naming the secret, the form and the
+// place, on any registered secret found there in any form leakform
+// derives (a substring of 8 bytes or more, case-changed, reversed, hex,
+// base64, percent-encoded or quoted). Unreadable sources are errors too: a
+// scan that silently skipped a place would prove nothing.
 func (s *LeakScan) Check(ctx context.Context) error {
 	if s.stop != nil {
 		s.stop()
@@ -185,18 +188,25 @@ func (s *LeakScan) Check(ctx context.Context) error {
 	if len(s.secrets) == 0 {
 		return errors.Join(err, errors.New("leak scan: no secrets registered; the scan would prove nothing"))
 	}
+	m := leakform.New()
+	for label, value := range s.secrets {
+		m.Add(label, value)
+	}
 	var found []error
 	for place, text := range places {
-		for label, value := range s.secrets {
-			for _, form := range []string{value, base64.StdEncoding.EncodeToString([]byte(value))} {
-				if i := bytes.Index(text, []byte(form)); i >= 0 {
-					line := 1 + bytes.Count(text[:i], []byte("\n"))
-					found = append(found, fmt.Errorf("%w: %s in %s, line %d", ErrLeak, label, place, line))
-				}
-			}
-		}
+		found = append(found, FindLeaks(m, place, text)...)
 	}
 	return errors.Join(append(found, err)...)
+}
+
+// FindLeaks reports, without quoting them, the values of m found in text.
+func FindLeaks(m *leakform.Matcher, place string, text []byte) []error {
+	var found []error
+	for _, f := range m.Find(text) {
+		line := 1 + bytes.Count(text[:f.Offset], []byte("\n"))
+		found = append(found, fmt.Errorf("%w: %s (%s) in %s, line %d", ErrLeak, f.Label, f.Kind, place, line))
+	}
+	return found
 }
 
 // collect reads every place; each entry is one named text.
@@ -246,6 +256,12 @@ func (s *LeakScan) collectNamespace(ctx context.Context, ns string, places map[s
 			b.WriteString(k + "=" + v + "\n")
 		}
 		places["annotations of pod "+ns+"/"+p.Name] = []byte(b.String())
+		// Conditions, container states and termination messages.
+		st, err := json.Marshal(p.Status)
+		if err != nil {
+			return fmt.Errorf("leak scan: encoding the status of pod %s/%s: %w", ns, p.Name, err)
+		}
+		places["status of pod "+ns+"/"+p.Name] = st
 	}
 	return nil
 }
