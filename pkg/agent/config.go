@@ -4,6 +4,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -257,7 +258,9 @@ func validateSecrets(p *field.Path, secrets []Secret) field.ErrorList {
 		if s.Path != "" {
 			if err := ValidateSecretPath(s.Path); err != nil {
 				errs = append(errs, field.Invalid(sp.Child("path"), s.Path, err.Error()))
-				pathRefused = true
+				// A token endpoint's path is otherwise well formed: its
+				// default template would only repeat the refusal.
+				pathRefused = errors.Is(err, template.ErrTokenEndpoint)
 			} else {
 				pathOK = true
 			}
