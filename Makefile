@@ -51,10 +51,13 @@ unit:
 FUZZ = $(GO) test -run '^$$' -fuzztime $(FUZZ_TIME) -fuzzminimizetime 200x
 fuzz:
 	$(FUZZ) ./pkg/mutate -fuzz '^FuzzParse$$'
+	$(FUZZ) ./pkg/mutate -fuzz '^FuzzPodSpec$$'
 	$(FUZZ) ./pkg/template -fuzz '^FuzzValidate$$'
 	$(FUZZ) ./pkg/template -fuzz '^FuzzRender$$'
 	$(FUZZ) ./pkg/agent -fuzz '^FuzzDecode$$'
 	$(FUZZ) ./pkg/agent -fuzz '^FuzzValidateReloadURL$$'
+	# Each input renders 17 templates against 8 Vault faults: fewer executions.
+	$(GO) test -run '^$$' -fuzztime 400x -fuzzminimizetime 20x ./pkg/agent -fuzz '^FuzzComputedRequestsLeakNothing$$'
 	$(FUZZ) ./pkg/envfile -fuzz '^FuzzRoundTrip$$'
 	$(FUZZ) ./pkg/envfile -fuzz '^FuzzParse$$'
 	$(FUZZ) ./pkg/bootstrap/config -fuzz '^FuzzParse$$'
