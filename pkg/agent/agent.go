@@ -370,6 +370,9 @@ func (a *Agent) do(ctx context.Context, req tmpl.Request) (*api.Secret, error) {
 // renderAll renders every template, writing the files that changed. It
 // does nothing when no answer changed since the last complete render.
 func (a *Agent) renderAll(ctx context.Context) error {
+	if err := a.writeVaultToken(); err != nil {
+		return err
+	}
 	version := a.cache.currentVersion()
 	if a.rendered != 0 && version == a.rendered && a.filesIntact() {
 		return nil
@@ -526,4 +529,18 @@ func (a *Agent) revoke() {
 		return
 	}
 	a.log.Info("vault token revoked on shutdown")
+}
+
+// writeVaultToken writes the agent's current Vault token where the pod
+// opted in to receive it (Config.VaultTokenFile). An unchanged token costs
+// no write; a new login's token lands at the next render.
+func (a *Agent) writeVaultToken() error {
+	tok := a.token()
+	if a.cfg.VaultTokenFile == "" || tok == "" {
+		return nil
+	}
+	if _, err := a.files.Write(a.cfg.VaultTokenFile, []byte(tok), 0o400); err != nil {
+		return &writeError{fmt.Errorf("the agent's token file: %w", err)}
+	}
+	return nil
 }

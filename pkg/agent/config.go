@@ -60,8 +60,14 @@ type Config struct {
 	MetricsAddr string `json:"metricsAddr,omitempty"`
 	// RevokeOnShutdown revokes the Vault token when the agent stops
 	// (native and sidecar modes; an init agent hands its token on).
-	RevokeOnShutdown bool     `json:"revokeOnShutdown,omitempty"`
-	Secrets          []Secret `json:"secrets"`
+	RevokeOnShutdown bool `json:"revokeOnShutdown,omitempty"`
+	// VaultTokenFile, when set, is the file in SecretsDir the agent writes
+	// its own Vault token to (mode 0400), rewritten within a render
+	// interval of each new login: the pod's explicit opt-in
+	// (blinkchamber.io/agent-token-file) for an app that talks to Vault
+	// itself. Without it the token never reaches the app.
+	VaultTokenFile string   `json:"vaultTokenFile,omitempty"`
+	Secrets        []Secret `json:"secrets"`
 }
 
 // Vault says where and how the agent logs in.
@@ -196,6 +202,7 @@ func (c *Config) Validate() field.ErrorList {
 			errs = append(errs, field.Invalid(field.NewPath(p.name), p.value, "must be an absolute path"))
 		}
 	}
+	errs = append(errs, c.validateVaultTokenFile()...)
 	if c.StateDir != "" && !path.IsAbs(c.StateDir) {
 		errs = append(errs, field.Invalid(field.NewPath("stateDir"), c.StateDir, "must be an absolute path"))
 	}
@@ -403,6 +410,24 @@ func validateMetricsAddr(p *field.Path, addr, health string) field.ErrorList {
 	}
 	if _, hport, err := net.SplitHostPort(health); err == nil && hport == port {
 		return field.ErrorList{field.Invalid(p, addr, "must not use the health endpoint's port "+hport)}
+	}
+	return nil
+}
+
+// validateVaultTokenFile checks the opt-in token file: a valid file name
+// that no secret renders to.
+func (c *Config) validateVaultTokenFile() field.ErrorList {
+	if c.VaultTokenFile == "" {
+		return nil
+	}
+	p := field.NewPath("vaultTokenFile")
+	if err := ValidateFileName(c.VaultTokenFile); err != nil {
+		return field.ErrorList{field.Invalid(p, c.VaultTokenFile, err.Error())}
+	}
+	for i, s := range c.Secrets {
+		if s.File == c.VaultTokenFile {
+			return field.ErrorList{field.Invalid(p, c.VaultTokenFile, fmt.Sprintf("is also the file of secrets[%d]", i))}
+		}
 	}
 	return nil
 }

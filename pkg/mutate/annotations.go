@@ -42,6 +42,9 @@ const (
 	AnnotationVolumeSize     = Prefix + "volume-size"
 	AnnotationRevoke         = Prefix + "revoke-on-shutdown"
 	AnnotationMountPath      = Prefix + "mount-path"
+	// AnnotationAgentTokenFile is the opt-in that gives the app the agent's
+	// own Vault token, as a file in the secrets volume.
+	AnnotationAgentTokenFile = Prefix + "agent-token-file"
 )
 
 // Per-secret annotation prefixes: <prefix><name>.
@@ -104,6 +107,9 @@ type Spec struct {
 	Secrets          []agent.Secret
 	// MountPath is where app containers see the files; empty means SecretsPath.
 	MountPath string
+	// AgentTokenFile, when set, is the file the agent writes its own Vault
+	// token to: an explicit opt-in, for apps that talk to Vault themselves.
+	AgentTokenFile string
 	// VaultK8s says the Spec was read from vault.hashicorp.com/ annotations.
 	VaultK8s bool
 	// Warnings are annotations accepted with a caveat (vaultk8s.go).
@@ -254,6 +260,9 @@ func (p *parser) annotation(key, value string) {
 	case AnnotationMountPath:
 		p.check(key, value, ValidateMountPath)
 		s.MountPath = path.Clean(value)
+	case AnnotationAgentTokenFile:
+		p.check(key, value, agent.ValidateFileName)
+		s.AgentTokenFile = value
 	default:
 		p.secretAnnotation(key, value)
 	}
@@ -341,7 +350,7 @@ var knownKeys = []string{
 	AnnotationContainers, AnnotationRenderInterval, AnnotationCPURequest, AnnotationMemoryRequest,
 	AnnotationCPULimit, AnnotationMemoryLimit, AnnotationRunAsUser, AnnotationRunAsGroup,
 	AnnotationVaultAddr, AnnotationVaultNamespace, AnnotationTokenAudience, AnnotationVolumeSize, AnnotationRevoke,
-	AnnotationMountPath, PrefixSecret + "<name>", PrefixTemplate + "<name>", PrefixFile + "<name>",
+	AnnotationMountPath, AnnotationAgentTokenFile, PrefixSecret + "<name>", PrefixTemplate + "<name>", PrefixFile + "<name>",
 	PrefixPerms + "<name>", PrefixCommand + "<name>",
 	PrefixSignal + "<name>", PrefixReloadURL + "<name>", PrefixFormat + "<name>",
 }
@@ -355,6 +364,9 @@ func (p *parser) finishSecrets() {
 	}
 	sort.Strings(names)
 	files := map[string]string{} // file -> the annotation that named it
+	if f := p.spec.AgentTokenFile; f != "" {
+		files[f] = AnnotationAgentTokenFile
+	}
 	for _, n := range names {
 		parts := p.secrets[n]
 		s, ok := p.secret(n, parts)

@@ -316,6 +316,7 @@ func agentConfig(pod *corev1.Pod, spec *Spec, o Options) agent.Config {
 		RenderInterval:   agent.Duration{Duration: o.RenderInterval},
 		HealthAddr:       fmt.Sprintf("127.0.0.1:%d", o.HealthPort),
 		RevokeOnShutdown: spec.RevokeOnShutdown,
+		VaultTokenFile:   spec.AgentTokenFile,
 		Secrets:          spec.Secrets,
 	}
 	if spec.RenderInterval != 0 {

@@ -29,6 +29,7 @@ func (s *Spec) Annotations() map[string]string {
 	set(AnnotationVaultNamespace, s.VaultNamespace)
 	set(AnnotationTokenAudience, s.TokenAudience)
 	set(AnnotationMountPath, s.MountPath)
+	set(AnnotationAgentTokenFile, s.AgentTokenFile)
 	if s.RenderInterval != 0 {
 		a[AnnotationRenderInterval] = s.RenderInterval.String()
 	}

@@ -54,6 +54,9 @@ const (
 	VaultCacheEnable        = VaultPrefix + "agent-cache-enable"
 )
 
+// vaultTokenFile is where vault-k8s's agent-inject-token puts the token.
+const vaultTokenFile = "token"
+
 // Per-secret vault-k8s prefixes: <prefix><name>. Longer prefixes that share
 // a beginning with a shorter one come first (template-file- before template-).
 const (
@@ -376,7 +379,8 @@ func (p *vaultParser) behaviour(key, value string) bool {
 		}
 	case VaultInjectToken:
 		if p.boolean(key, value) {
-			p.errs.add(field.Forbidden(keyPath(key), "the agent's Vault token is never written where the app can read it"))
+			// vault-k8s writes the token to <volume>/token.
+			p.spec.AgentTokenFile = vaultTokenFile
 		}
 	case VaultDefaultTemplate:
 		if value != "map" && value != "json" {
@@ -472,6 +476,9 @@ func (p *vaultParser) finish(pod *corev1.Pod) {
 	}
 	sort.Strings(raws)
 	files := map[string]string{} // file -> the annotation that named it
+	if p.spec.AgentTokenFile != "" {
+		files[p.spec.AgentTokenFile] = VaultInjectToken
+	}
 	names := map[string]string{} // secret name -> raw name
 	for _, raw := range raws {
 		vs := p.secrets[raw]

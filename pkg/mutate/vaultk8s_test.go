@@ -37,7 +37,6 @@ func TestVaultRefused(t *testing.T) {
 		{"json patch", vaultPod(VaultPrefix+"agent-json-patch", `[{"op":"remove","path":"/securityContext"}]`), VaultPrefix + "agent-json-patch", field.ErrorTypeForbidden, nil},
 		{"init json patch", vaultPod(VaultPrefix+"agent-init-json-patch", `[]`), VaultPrefix + "agent-init-json-patch", field.ErrorTypeForbidden, nil},
 		{"tls skip verify", vaultPod(VaultTLSSkipVerify, "true"), VaultTLSSkipVerify, field.ErrorTypeForbidden, nil},
-		{"inject token", vaultPod(VaultInjectToken, "true"), VaultInjectToken, field.ErrorTypeForbidden, nil},
 		{"auth type", vaultPod(VaultAuthType, "jwt"), VaultAuthType, field.ErrorTypeInvalid, nil},
 		{"auth config", vaultPod(VaultPrefixAuthConfig+"token_path", "/var/run/token"), VaultPrefixAuthConfig + "token_path", field.ErrorTypeForbidden, nil},
 		{"template file", vaultPod(VaultPrefixTemplateFile+"db", "/vault/configs/db.ctmpl"), VaultPrefixTemplateFile + "db", field.ErrorTypeForbidden, nil},

@@ -198,8 +198,10 @@ func TestLeakScanFindsPlantedSecrets(t *testing.T) {
 		t.Fatalf("a clean scan failed: %v", err)
 	}
 
-	plant := map[string]string{"log": "planted-in-log-1", "event": "planted-in-event-2", "annotation": "planted-in-annotation-3",
-		"metric": "planted-in-metric-4", "argv": "0.0000004242424242", "b64": "planted-base64-6"}
+	// No two values share 8 bytes: the scan also finds substrings of 8
+	// bytes and more, which would report one plant under another's label.
+	plant := map[string]string{"log": "qLogVx7w3Kp", "event": "zEvtMn4r8Tb", "annotation": "jAnnoYc2h6Wd",
+		"metric": "fMtrUs9k5Qe", "argv": "0.0000004242424242", "b64": "hB64Gz1p7Ns"}
 	scan := harness.NewLeakScan(kube)
 	for label, v := range plant {
 		scan.Secret(label, v)
@@ -236,7 +238,7 @@ func TestLeakScanFindsPlantedSecrets(t *testing.T) {
 		t.Fatalf("Check = %v, want ErrLeak", err)
 	}
 	for label := range plant {
-		if !strings.Contains(err.Error(), ": "+label+" in ") {
+		if !strings.Contains(err.Error(), ": "+label+" (") {
 			t.Errorf("the %s plant was not reported: %v", label, err)
 		}
 	}

@@ -147,7 +147,7 @@ func TestAgentLeaseRevoked(t *testing.T) {
 		t.Errorf("the revoked user %s still logs in", user1)
 	}
 	waitReady(t, run.HealthAddr(), http.StatusOK, 30*time.Second)
-	if !strings.Contains(out.String(), `"msg":"lease renewal failed; issuing a new secret","path":"database/creds/orders"`) {
+	if !strings.Contains(out.String(), `"msg":"lease renewal failed; issuing a new secret","request":"read \"database/creds/orders\""`) {
 		t.Errorf("the agent did not say why it re-issued:\n%s", grep(out.String(), "lease"))
 	}
 	assertPodNoLeak(t, run, out.String(), pw1, pw2)
