@@ -3,6 +3,7 @@ package template
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	gotemplate "text/template"
 )
@@ -48,8 +49,14 @@ var valueQuoting = []string{"range can't iterate over ", "can't use ", "range ov
 // Vault's raw values. A call site's function name (bindSites) reads as
 // the function the template calls.
 func safeMessage(err error) string {
-	return siteName.ReplaceAllString(safeText(err), "$1")
+	msg := siteName.ReplaceAllString(safeText(err), "$1")
+	return guardCall.ReplaceAllString(msg, ":")
 }
+
+// guardCall is how text/template names a measuring step guardTree added
+// (" at <_measurePrinted>: error calling _measurePrinted:"): a function the
+// template author never wrote, so the message keeps only what it measured.
+var guardCall = regexp.MustCompile(` at <(` + printGuard + `|` + rangeGuard + `)>: error calling (` + printGuard + `|` + rangeGuard + `):`)
 
 func safeText(err error) string {
 	var ee gotemplate.ExecError
