@@ -414,7 +414,9 @@ func (a *Agent) renderOne(ctx context.Context, t *tmpl.Template, s Secret, used 
 		return err
 	}
 	a.metrics.renders.WithLabelValues(s.Name).Inc()
-	a.log.Info("rendered", "secret", s.Name, "file", filepath.Join(a.cfg.SecretsDir, s.File), "bytes", len(out))
+	// Not the size: a template can make it any number computed from a
+	// secret (`printf "%*s" (parseInt .Data.data.pin) ""`).
+	a.log.Info("rendered", "secret", s.Name, "file", filepath.Join(a.cfg.SecretsDir, s.File))
 	if a.status.started() {
 		a.afterChange(ctx, s)
 	}

@@ -258,10 +258,7 @@ func join(sep string, a []string) (string, error) {
 // replaceAll is strings.ReplaceAll with its result's size checked first:
 // each of n matches grows s by len(to)-len(from).
 func replaceAll(from, to, s string) (string, error) {
-	if n, grow := strings.Count(s, from), len(to)-len(from); n > 0 && grow > 0 && grow > (MaxOutput-len(s))/n {
-		return "", tooLarge("replaceAll", "the replaced text")
-	}
-	return strings.ReplaceAll(s, from, to), nil
+	return boundedReplace("replaceAll", from, to, s)
 }
 
 // linesToIndent counts the lines of s that are not empty.
@@ -324,7 +321,7 @@ func regexReplaceAll(re, replacement, s string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return r.ReplaceAllString(s, replacement), nil
+	return boundedRegexReplace("regexReplaceAll", r, s, replacement, true)
 }
 
 func regexMatch(re, s string) (bool, error) {

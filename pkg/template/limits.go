@@ -87,6 +87,13 @@ func loopBound(v any) (int64, error) {
 var boundedSprig = map[string]any{
 	"indent":  boundedIndent("sprig_indent", 0, func(n int, s string) string { return sprigFuncs()["indent"].(func(int, string) string)(n, s) }),
 	"nindent": boundedIndent("sprig_nindent", 1, func(n int, s string) string { return sprigFuncs()["nindent"].(func(int, string) string)(n, s) }),
+	// The functions whose result can multiply their arguments (grow.go).
+	"replace":                func(from, to, s string) (string, error) { return boundedReplace("sprig_replace", from, to, s) },
+	"regexReplaceAll":        regexReplacer("sprig_regexReplaceAll", true),
+	"regexReplaceAllLiteral": regexReplacer("sprig_regexReplaceAllLiteral", false),
+	"wrapWith":               boundedWrapWith,
+	"join":                   boundedSprigJoin,
+	"cat":                    boundedCat,
 }
 
 func boundedIndent(name string, extra int, indent func(int, string) string) func(int, string) (string, error) {

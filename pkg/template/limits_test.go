@@ -75,7 +75,7 @@ func TestRenderBounds(t *testing.T) {
 		{"huge loop from a string", `{{ range loop "0" "9000000000000000000" }}x{{ end }}`, "", "iterations"},
 		{"nested loops multiply", `{{ range loop 1000 }}{{ range loop 1000 }}{{ end }}{{ end }}`, "", "would run more than 100000 iterations"},
 		{"output too large", `{{ range loop 100 }}{{ printf "%99999d" 1 }}{{ end }}`, "", "output: the rendered text would exceed the output limit of 4194304 bytes"},
-		{"indent within the limit", "{{ indent 3 \"a\\n\\nb\" }}|{{ indent 0 (sprig_cat (printf \"%04000000d\" 0) (printf \"%04000000d\" 0)) | len }}", "   a\n\n   b|8000001", ""},
+		{"indent within the limit", "{{ indent 3 \"a\\n\\nb\" }}|{{ indent 0 (sprig_cat (printf \"%02000000d\" 0) (printf \"%02000000d\" 0)) | len }}", "   a\n\n   b|4000001", ""},
 		{"indent count too large", `{{ indent 50000000 "x" }}`, "", ":1:3: executing \"\" at <indent 50000000 \"x\">: error calling indent: indent: the indented text would exceed the output limit of 4194304 bytes"},
 		{"indent of many lines", `{{ indent 100 (printf "%050000d" 0 | replaceAll "0" "a\n") }}`, "", "indent: the indented text would exceed"},
 		{"sprig_indent count too large", `{{ sprig_indent 50000000 "x" }}`, "", "sprig_indent: the indented text would exceed"},

@@ -40,13 +40,16 @@ func (t *Template) bindSites(tmpl *gotemplate.Template) {
 			continue
 		}
 		tree := sub.Tree
-		walkCommands(tree.Root, func(cmd *parse.CommandNode) {
+		walkPipeCommands(tree.Root, func(cmd *parse.CommandNode, piped bool) {
 			id, ok := cmd.Args[0].(*parse.IdentifierNode)
 			if !ok || id.Ident != "secret" && id.Ident != "secrets" {
 				return
 			}
 			loc, _ := tree.ErrorContext(id)
-			c := Call{Pos: t.name + loc, Text: cutText(cmd.String()), Literal: literalArgs(cmd.Args[1:])}
+			// A command after the first of its pipeline gets the previous
+			// command's result as its last argument: computed, whatever
+			// the arguments written out.
+			c := Call{Pos: t.name + loc, Text: cutText(cmd.String()), Literal: !piped && literalArgs(cmd.Args[1:])}
 			name := siteIdent(id.Ident, len(funcs))
 			if id.Ident == "secret" {
 				funcs[name] = func(path string, rest ...string) (*Secret, error) { return t.cur.secret(c, path, rest...) }
@@ -77,11 +80,18 @@ func cutText(s string) string {
 	return s[:maxCallText] + "..."
 }
 
-// walkCommands calls f for every command in n, nested ones included.
-func walkCommands(n parse.Node, f func(*parse.CommandNode)) {
+// walkPipeCommands calls f for every command in n, nested ones included,
+// saying whether the command is piped a value (not first in its pipeline).
+func walkPipeCommands(n parse.Node, f func(cmd *parse.CommandNode, piped bool)) {
 	walkNodes(n, func(n parse.Node) {
-		if c, ok := n.(*parse.CommandNode); ok && c != nil && len(c.Args) > 0 {
-			f(c)
+		pipe, ok := n.(*parse.PipeNode)
+		if !ok || pipe == nil {
+			return
+		}
+		for i, c := range pipe.Cmds {
+			if len(c.Args) > 0 {
+				f(c, i > 0)
+			}
 		}
 	})
 }

@@ -214,6 +214,8 @@ func TestTemplateRenderBounds(t *testing.T) {
 		{"mergeMap cycle printed with printf", `{{ $d := sprig_dict "a" "1" }}{{ $_ := mergeMap $d (sprig_dict "x" $d) }}{{ printf "%v" $d }}`, "holds itself"},
 		{"a map doubled sixty times", `{{ $d := sprig_dict "x" "y" }}{{ range loop 60 }}{{ $d = sprig_dict "l" $d "r" $d }}{{ end }}{{ toYAML $d }}`, "a value has more than 100000 elements"},
 		{"range over a huge integer", `{{ range $i := 1000000000 }}{{ end }}`, "the loops of one render would run more than 100000 iterations"},
+		{"a replacement at every byte, chained", `{{ $a := sprig_replace "" "0123456789" "0123456789" }}{{ $b := sprig_replace "" $a $a }}{{ $c := sprig_replace "" $a $b }}{{ $d := sprig_replace "" $b $c }}{{ $d }}`,
+			"sprig_replace: the replaced text would exceed the output limit"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
