@@ -110,7 +110,10 @@ type templateGuard struct{ next http.RoundTripper }
 
 func (g templateGuard) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Context().Value(templateRequest{}) != nil {
-		for _, p := range []string{r.URL.Path, r.URL.EscapedPath()} {
+		// Vault Enterprise routes a request under its namespace header:
+		// the path it serves is the namespace, then the URL's path.
+		ns := r.Header.Get(api.NamespaceHeaderName)
+		for _, p := range []string{r.URL.Path, r.URL.EscapedPath(), ns + "/" + r.URL.Path} {
 			if err := tmpl.CheckTokenEndpoint(p); err != nil {
 				return nil, &PermanentError{err}
 			}

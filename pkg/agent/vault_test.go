@@ -108,4 +108,18 @@ func TestTemplateGuard(t *testing.T) {
 	if len(sent) != 2 || sent[1] != "/v1/auth/token/lookup-self" {
 		t.Fatalf("sent %v, want the ordinary read and the agent's own lookup", sent)
 	}
+
+	// Under a Vault namespace that is itself a token endpoint's prefix,
+	// the path Vault serves is the namespace's: refused too.
+	cfg.Vault.Namespace = "auth/token"
+	b, err := New(&cfg, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.do(ctx, tmpl.Request{Op: tmpl.OpRead, Path: "lookup-self"}); !errors.Is(err, tmpl.ErrTokenEndpoint) {
+		t.Errorf("lookup-self under namespace auth/token: %v, want a token endpoint refusal", err)
+	}
+	if len(sent) != 2 {
+		t.Fatalf("sent %v, want nothing more", sent)
+	}
 }
