@@ -253,9 +253,12 @@ var comparisons = setOf("eq", "ne")
 // argument that is not a constant becomes `(arg | printGuard)`, and a
 // value piped in passes printGuard first.
 func guardComparisons(tr *parse.Tree, pipe *parse.PipeNode) {
-	for i := 0; i < len(pipe.Cmds); i++ {
-		c := pipe.Cmds[i]
+	// The commands are copied once with the guards put in, not inserted
+	// one by one: a 64 KiB pipeline of `eq`s cost quadratic time.
+	cmds := make([]*parse.CommandNode, 0, len(pipe.Cmds))
+	for i, c := range pipe.Cmds {
 		if id, ok := argAt(c.Args, 0).(*parse.IdentifierNode); !ok || !comparisons[id.Ident] {
+			cmds = append(cmds, c)
 			continue
 		}
 		for j, a := range c.Args[1:] {
@@ -269,11 +272,11 @@ func guardComparisons(tr *parse.Tree, pipe *parse.PipeNode) {
 		}
 		if i > 0 {
 			id := parse.NewIdentifier(printGuard).SetTree(tr).SetPos(c.Pos)
-			g := &parse.CommandNode{NodeType: parse.NodeCommand, Pos: c.Pos, Args: []parse.Node{id}}
-			pipe.Cmds = append(pipe.Cmds[:i], append([]*parse.CommandNode{g}, pipe.Cmds[i:]...)...)
-			i++
+			cmds = append(cmds, &parse.CommandNode{NodeType: parse.NodeCommand, Pos: c.Pos, Args: []parse.Node{id}})
 		}
+		cmds = append(cmds, c)
 	}
+	pipe.Cmds = cmds
 }
 
 func guardNode(tr *parse.Tree, n parse.Node) {
