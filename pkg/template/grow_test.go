@@ -1,10 +1,6 @@
 package template
 
-import (
-	"errors"
-	"strings"
-	"testing"
-)
+import "testing"
 
 // TestMultiplyingFunctionsBounded: functions whose result can be many times
 // their arguments refuse, before building it, a result over MaxOutput
@@ -12,7 +8,7 @@ import (
 // and still give sprig's and consul-template's results below it.
 func TestMultiplyingFunctionsBounded(t *testing.T) {
 	const ten = `{{ $a := sprig_replace "" "0123456789" "0123456789" }}`
-	cases := []struct{ name, text, want, reason string }{
+	checkBounds(t, []boundCase{
 		{"sprig_replace chained", ten + `{{ $b := sprig_replace "" $a $a }}{{ $c := sprig_replace "" $a $b }}{{ $d := sprig_replace "" $b $c }}{{ $d }}`, "", "sprig_replace: the replaced text"},
 		{"sprig_regexReplaceAll chained", ten + `{{ $b := sprig_regexReplaceAll "" $a $a }}{{ $c := sprig_regexReplaceAll "" $b $b }}{{ $c }}`, "", "sprig_regexReplaceAll: the replaced text"},
 		{"sprig_regexReplaceAllLiteral", ten + `{{ $b := sprig_regexReplaceAllLiteral "" (printf "%0100000d" 0) $a }}{{ $b | len }}`, "", "sprig_regexReplaceAllLiteral: the replaced text"},
@@ -22,28 +18,7 @@ func TestMultiplyingFunctionsBounded(t *testing.T) {
 		{"sprig_cat past the limit", `{{ sprig_cat (printf "%03000000d" 0) (printf "%03000000d" 0) | len }}`, "", "sprig_cat: the joined text"},
 		{"below the limit, sprig's results", `{{ sprig_replace "a" "bb" "aXa" }}|{{ sprig_regexReplaceAll "a(x*)b" "-ab-axxb-" "${1}W" }}|{{ sprig_regexReplaceAllLiteral "a" "aa" "$1" }}|{{ sprig_wrapWith 2 "#" "abcd" }}|{{ sprig_join "," (sprig_list 1 "b" nil) }}|{{ sprig_cat "a" nil 2 }}|{{ regexReplaceAll "(a)" "[$1]" "bab" }}`,
 			"bbXbb|-W-xxW-|$1$1|ab#cd|1,b|a 2|b[a]b", ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			tp, err := New("x", tc.text)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := tp.Execute(lookupOf(nil))
-			if tc.reason == "" {
-				if err != nil || string(res.Output) != tc.want {
-					t.Fatalf("Execute = %v; want %q", err, tc.want)
-				}
-				if string(res.Output) != tc.want {
-					t.Fatalf("output %q, want %q", res.Output, tc.want)
-				}
-				return
-			}
-			if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), tc.reason) {
-				t.Fatalf("Execute = %v, want ErrLimit saying %q", err, tc.reason)
-			}
-		})
-	}
+	})
 }
 
 // TestPipedSecretArgumentIsComputed: a `secret` call given a value down its

@@ -64,12 +64,39 @@ func TestNonRecursiveCallsAllowed(t *testing.T) {
 
 // TestRenderBounds: loops are bounded in total iterations, output in
 // bytes, and each error names the bound.
+// boundCase is a template rendered without secrets: its output, or the
+// render limit it hits.
+type boundCase struct {
+	name, text string
+	want       string // output when no error
+	reason     string // error text when the bound is hit
+}
+
+// checkBounds renders each case and checks its output or its ErrLimit.
+func checkBounds(t *testing.T, cases []boundCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tp, err := New("x", tc.text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := tp.Execute(lookupOf(nil))
+			if tc.reason == "" {
+				if err != nil || string(res.Output) != tc.want {
+					t.Fatalf("Execute = %v; want the output %q", err, tc.want)
+				}
+				return
+			}
+			if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("Execute = %v, want ErrLimit saying %q", err, tc.reason)
+			}
+		})
+	}
+}
+
 func TestRenderBounds(t *testing.T) {
-	cases := []struct {
-		name, text string
-		want       string // output when no error
-		reason     string // error text when the bound is hit
-	}{
+	cases := []boundCase{
 		{"small loop", `{{ range loop 3 }}{{ . }}{{ end }}{{ range loop 5 7 }}{{ . }}{{ end }}{{ range loop "2" }}{{ . }}{{ end }}`, "0125601", ""},
 		{"huge loop", `{{ range loop 1000000000 }}{{ end }}`, "", ":1:9: executing \"\" at <loop 1000000000>: error calling loop: loop: the loops of one render would run more than 100000 iterations"},
 		{"huge loop from a string", `{{ range loop "0" "9000000000000000000" }}x{{ end }}`, "", "iterations"},
@@ -93,24 +120,7 @@ func TestRenderBounds(t *testing.T) {
 		{"replaceAll of the empty string too large", `{{ printf "%01000000d" 0 | replaceAll "" "xyzw" }}`, "", "replaceAll: the replaced text would exceed"},
 		{"sprig_indent within the limit", `{{ sprig_indent 2 "a\n\nb" }}|{{ sprig_nindent 1 "a" }}`, "  a\n  \n  b|\n a", ""},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			tp, err := New("x", tc.text)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := tp.Execute(lookupOf(nil))
-			if tc.reason == "" {
-				if err != nil || string(res.Output) != tc.want {
-					t.Fatalf("output %q, err %v; want %q", res.Output, err, tc.want)
-				}
-				return
-			}
-			if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), tc.reason) {
-				t.Fatalf("Execute = %v, want ErrLimit saying %q", err, tc.reason)
-			}
-		})
-	}
+	checkBounds(t, cases)
 }
 
 // TestRenderTimeout: an execution that runs past RenderTimeout (here
