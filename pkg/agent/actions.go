@@ -14,8 +14,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -153,6 +155,11 @@ func (a *Agent) runCommand(ctx context.Context, s Secret) {
 	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)
 	defer cancel()
 	start := time.Now()
+	if err := a.checkProgram(s.Command[0]); err != nil {
+		a.metrics.commandFailures.WithLabelValues(s.Name).Inc()
+		a.log.Error(err, "command after render refused", "secret", s.Name, "command", s.Command[0])
+		return
+	}
 	cmd := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...)
 	// The command's output may hold anything; it is not logged.
 	err := cmd.Run()
@@ -238,4 +245,40 @@ func postReload(ctx context.Context, u string) error {
 		return fmt.Errorf("answered %s", resp.Status)
 	}
 	return nil
+}
+
+// ErrProgramInVolume is wrapped when a command's program is a file on one
+// of the agent's own volumes.
+var ErrProgramInVolume = errors.New("the program is on one of the agent's volumes; the agent runs only programs of its image")
+
+// checkProgram refuses to run a program that lives on the secrets or state
+// volume, whatever path reaches it (/proc/self/root/..., a symlink): the
+// file's device is compared with the volumes'. Nothing can put a symlink
+// or directory into those volumes (the agent writes regular files only and
+// the app mounts them read-only), so the check cannot be raced.
+func (a *Agent) checkProgram(prog string) error {
+	resolved, err := exec.LookPath(prog)
+	if err != nil {
+		return fmt.Errorf("command %s: %w", prog, err)
+	}
+	fi, err := os.Stat(resolved)
+	if err != nil {
+		return fmt.Errorf("command %s: %w", prog, err)
+	}
+	for _, dir := range []string{a.cfg.SecretsDir, a.cfg.StateDir} {
+		if dir == "" {
+			continue
+		}
+		if di, err := os.Stat(dir); err == nil && sameDevice(fi, di) {
+			return fmt.Errorf("command %s: %w", prog, ErrProgramInVolume)
+		}
+	}
+	return nil
+}
+
+// sameDevice reports whether a and b are on one file system.
+func sameDevice(a, b os.FileInfo) bool {
+	sa, okA := a.Sys().(*syscall.Stat_t)
+	sb, okB := b.Sys().(*syscall.Stat_t)
+	return okA && okB && sa.Dev == sb.Dev
 }

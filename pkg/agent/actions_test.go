@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/go-logr/logr"
+
 	"github.com/blinkchamber/blinkchamber/pkg/envfile"
 )
 
@@ -200,4 +202,25 @@ func FuzzValidateReloadURL(f *testing.F) {
 			t.Fatalf("accepted %q, whose request goes to %q", raw, host)
 		}
 	})
+}
+
+// TestProgramOnTheVolumesRefused: the agent never runs a file of its own
+// volumes, whatever path reaches it (here through /proc/self/root, which
+// the admission check of the path's text cannot see).
+func TestProgramOnTheVolumesRefused(t *testing.T) {
+	cfg := validConfig()
+	cfg.SecretsDir = t.TempDir()
+	a, err := New(&cfg, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(cfg.SecretsDir, "x")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\nexit 0\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{prog, "/proc/self/root" + prog} {
+		if err := a.checkProgram(p); !errors.Is(err, ErrProgramInVolume) {
+			t.Errorf("%s: %v, want ErrProgramInVolume", p, err)
+		}
+	}
 }

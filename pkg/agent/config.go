@@ -203,6 +203,7 @@ func (c *Config) Validate() field.ErrorList {
 		}
 	}
 	errs = append(errs, c.validateVaultTokenFile()...)
+	errs = append(errs, c.validatePrograms()...)
 	if c.StateDir != "" && !path.IsAbs(c.StateDir) {
 		errs = append(errs, field.Invalid(field.NewPath("stateDir"), c.StateDir, "must be an absolute path"))
 	}
@@ -430,4 +431,45 @@ func (c *Config) validateVaultTokenFile() field.ErrorList {
 		}
 	}
 	return nil
+}
+
+// validatePrograms refuses a command whose program is a file the agent
+// writes (the secrets or state volume): a template can render any bytes,
+// and the agent would run them with its token in reach. A program is named
+// by an absolute path or looked up in PATH, never relative to the working
+// directory.
+func (c *Config) validatePrograms() field.ErrorList {
+	var errs field.ErrorList
+	for i, s := range c.Secrets {
+		if len(s.Command) == 0 || s.Command[0] == "" {
+			continue
+		}
+		if err := ValidateProgram(s.Command[0], c.SecretsDir, c.StateDir); err != nil {
+			errs = append(errs, field.Invalid(field.NewPath("secrets").Index(i).Child("command").Index(0), s.Command[0], err.Error()))
+		}
+	}
+	return errs
+}
+
+// ValidateProgram accepts a command's program: an absolute path outside
+// the agent's volumes (dirs), or a name looked up in PATH.
+func ValidateProgram(prog string, dirs ...string) error {
+	if strings.Contains(prog, "/") && !path.IsAbs(prog) {
+		return errors.New("must be an absolute path or a program name looked up in PATH")
+	}
+	for _, d := range dirs {
+		if within(prog, d) {
+			return errors.New("must not be a file of the agent's volumes: the agent runs only programs of its image")
+		}
+	}
+	return nil
+}
+
+// within reports whether the absolute path p is dir or under it.
+func within(p, dir string) bool {
+	if dir == "" || !path.IsAbs(p) {
+		return false
+	}
+	rel, ok := strings.CutPrefix(path.Clean(p), path.Clean(dir))
+	return ok && (rel == "" || strings.HasPrefix(rel, "/"))
 }

@@ -474,6 +474,10 @@ func ParseCommand(s string) ([]string, error) {
 	if len(cmd) == 0 || cmd[0] == "" {
 		return nil, fmt.Errorf("must name a program to run")
 	}
+	// The agent's view of its volumes, whatever the app's mount path.
+	if err := agent.ValidateProgram(cmd[0], SecretsPath, StatePath); err != nil {
+		return nil, err
+	}
 	return cmd, nil
 }
 

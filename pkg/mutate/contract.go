@@ -49,7 +49,9 @@ func checkAgentVolumes(pod *corev1.Pod, injected bool) error {
 	initPath := field.NewPath("spec", "initContainers")
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
-		checkContainer(&errs, initPath.Index(i), c.Name, c.VolumeMounts, c.VolumeDevices, injected)
+		// In an injected pod the agent's init containers go by its names;
+		// any other init container is the app's.
+		checkContainer(&errs, initPath.Index(i), c.Name, c.VolumeMounts, c.VolumeDevices, injected && agentName(c.Name))
 	}
 	path := field.NewPath("spec", "containers")
 	for i := range pod.Spec.Containers {
@@ -74,10 +76,22 @@ func checkAgentVolumes(pod *corev1.Pod, injected bool) error {
 // after admission (ephemeral containers): in an injected pod none of them
 // may mount the agent's volumes. A pod that was not injected has none.
 func CheckAddedContainers(pod *corev1.Pod) error {
-	if pod.Annotations[AnnotationStatus] != StatusInjected {
+	// Injected is read from the volumes, not the status annotation, which
+	// the pod's author can remove after admission.
+	if pod.Annotations[AnnotationStatus] != StatusInjected && !hasAgentVolume(pod) {
 		return nil
 	}
 	return checkAgentVolumes(pod, true)
+}
+
+// hasAgentVolume reports whether pod has one of the agent-only volumes.
+func hasAgentVolume(pod *corev1.Pod) bool {
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == TokenVolume || v.Name == StateVolume {
+			return true
+		}
+	}
+	return false
 }
 
 // checkContainer checks one container's mounts and devices. isAgent says

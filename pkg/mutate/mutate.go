@@ -117,10 +117,21 @@ type Outcome struct {
 func Mutate(pod *corev1.Pod, o Options) (Outcome, error) {
 	spec, orig, errs := parse(pod)
 	out, err := mutate(pod, spec, orig, errs, o)
-	for _, w := range spec.Warnings {
-		out.Warnings = append(out.Warnings, w.String())
-	}
+	out.Warnings = warnings(spec.Warnings)
 	return out, err
+}
+
+// warnings are the first MaxListedErrors warnings, each cut to MaxEcho,
+// and a count of the rest: a pod may carry thousands of accepted keys.
+func warnings(ws []Warning) []string {
+	out := make([]string, 0, min(len(ws), MaxListedErrors+1))
+	for _, w := range ws[:min(len(ws), MaxListedErrors)] {
+		out = append(out, Truncate(w.String()))
+	}
+	if rest := len(ws) - MaxListedErrors; rest > 0 {
+		out = append(out, fmt.Sprintf("and %d more warnings", rest))
+	}
+	return out
 }
 
 func mutate(pod *corev1.Pod, spec *Spec, orig origins, errs problems, o Options) (Outcome, error) {
