@@ -50,17 +50,26 @@ func (r *recorder) loop(args ...any) ([]int64, error) {
 		return nil, err
 	}
 	n := max(stop-start, 0)
-	if n > MaxIterations-r.iterations {
-		// The count is not quoted: it may be computed from a secret.
-		r.limit = &funcError{fn: "loop", reason: fmt.Sprintf("the loops of one render would run more than %d iterations", MaxIterations), cause: ErrLimit}
-		return nil, r.limit
+	if err := r.chargeIterations("loop", n); err != nil {
+		return nil, err
 	}
-	r.iterations += n
 	out := make([]int64, n)
 	for i := range out {
 		out[i] = start + int64(i)
 	}
 	return out, nil
+}
+
+// chargeIterations charges n iterations of fn (`loop`, or `range` over an
+// integer) to the execution's MaxIterations budget, which they share.
+func (r *recorder) chargeIterations(fn string, n int64) error {
+	if n > MaxIterations-r.iterations {
+		// The count is not quoted: it may be computed from a secret.
+		r.limit = &funcError{fn: fn, reason: fmt.Sprintf("the loops of one render would run more than %d iterations", MaxIterations), cause: ErrLimit}
+		return r.limit
+	}
+	r.iterations += n
+	return nil
 }
 
 func loopBound(v any) (int64, error) {

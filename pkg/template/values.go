@@ -214,13 +214,7 @@ func (t *Template) ranged(v reflect.Value) (reflect.Value, error) {
 	default:
 		return v, r.measureValues("range", v)
 	}
-	if n > MaxIterations-r.iterations {
-		// The count is not quoted: it may be computed from a secret.
-		r.limit = &funcError{fn: "range", reason: fmt.Sprintf("the loops of one render would run more than %d iterations", MaxIterations), cause: ErrLimit}
-		return v, r.limit
-	}
-	r.iterations += n
-	return v, nil
+	return v, r.chargeIterations("range", n)
 }
 
 // guardFuncs are the functions guardTree's commands call.
@@ -233,14 +227,23 @@ func (t *Template) guardFuncs() gotemplate.FuncMap {
 // template of tmpl, so that no value reaches fmt or a range unmeasured.
 func guardTree(tmpl *gotemplate.Template) {
 	for _, tt := range tmpl.Templates() {
-		if tt.Tree != nil {
-			guardNode(tt.Tree, tt.Tree.Root)
-			walkNodes(tt.Tree.Root, func(n parse.Node) {
-				if pipe, ok := n.(*parse.PipeNode); ok && pipe != nil {
-					guardComparisons(tt.Tree, pipe)
-				}
-			})
+		if tt.Tree == nil {
+			continue
 		}
+		walkNodes(tt.Tree.Root, func(n parse.Node) {
+			switch n := n.(type) {
+			case *parse.ActionNode:
+				if len(n.Pipe.Decl) == 0 {
+					appendCommand(tt.Tree, n.Pipe, printGuard)
+				}
+			case *parse.RangeNode:
+				appendCommand(tt.Tree, n.Pipe, rangeGuard)
+			case *parse.PipeNode:
+				if n != nil {
+					guardComparisons(tt.Tree, n)
+				}
+			}
+		})
 	}
 }
 
@@ -277,32 +280,6 @@ func guardComparisons(tr *parse.Tree, pipe *parse.PipeNode) {
 		cmds = append(cmds, c)
 	}
 	pipe.Cmds = cmds
-}
-
-func guardNode(tr *parse.Tree, n parse.Node) {
-	switch n := n.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Nodes {
-			guardNode(tr, c)
-		}
-	case *parse.ActionNode:
-		if len(n.Pipe.Decl) == 0 {
-			appendCommand(tr, n.Pipe, printGuard)
-		}
-	case *parse.RangeNode:
-		appendCommand(tr, n.Pipe, rangeGuard)
-		guardNode(tr, n.List)
-		guardNode(tr, n.ElseList)
-	case *parse.IfNode:
-		guardNode(tr, n.List)
-		guardNode(tr, n.ElseList)
-	case *parse.WithNode:
-		guardNode(tr, n.List)
-		guardNode(tr, n.ElseList)
-	}
 }
 
 // appendCommand adds `| name` to the end of pipe, at pipe's position so
