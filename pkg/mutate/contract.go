@@ -84,10 +84,10 @@ func CheckAddedContainers(pod *corev1.Pod) error {
 	return checkAgentVolumes(pod, true)
 }
 
-// hasAgentVolume reports whether pod has one of the agent-only volumes.
+// hasAgentVolume reports whether pod has one of the AgentOnlyVolumes.
 func hasAgentVolume(pod *corev1.Pod) bool {
 	for _, v := range pod.Spec.Volumes {
-		if v.Name == TokenVolume || v.Name == StateVolume {
+		if _, private := AgentOnlyVolumes[v.Name]; private {
 			return true
 		}
 	}
