@@ -51,10 +51,29 @@ var (
 		Package: "k8s.io/kubernetes/cmd/kube-apiserver", LDFlags: kubeVersionLDFlags}
 	Vault = Tool{Name: "vault", Version: "v1.21.0", ModuleDir: "test/tools/vault",
 		Package: "github.com/hashicorp/vault", LDFlags: "-s -w"}
+
+	// The node's parts share one tools module of their own, so that adding
+	// them did not change the kube-apiserver's cache key.
+	Kubelet = Tool{Name: "kubelet", Version: "v1.37.2", ModuleDir: "test/tools/node",
+		Package: "k8s.io/kubernetes/cmd/kubelet", LDFlags: kubeVersionLDFlags}
+	KubeControllerManager = Tool{Name: "kube-controller-manager", Version: "v1.37.2", ModuleDir: "test/tools/node",
+		Package: "k8s.io/kubernetes/cmd/kube-controller-manager", LDFlags: kubeVersionLDFlags}
+	KubeScheduler = Tool{Name: "kube-scheduler", Version: "v1.37.2", ModuleDir: "test/tools/node",
+		Package: "k8s.io/kubernetes/cmd/kube-scheduler", LDFlags: kubeVersionLDFlags}
+	KubeProxy = Tool{Name: "kube-proxy", Version: "v1.37.2", ModuleDir: "test/tools/node",
+		Package: "k8s.io/kubernetes/cmd/kube-proxy", LDFlags: kubeVersionLDFlags}
+	CoreDNS = Tool{Name: "coredns", Version: "v1.15.0", ModuleDir: "test/tools/coredns",
+		Package: "github.com/coredns/coredns", LDFlags: "-s -w"}
 )
 
+// Server lists the tools of the loopback servers (no node).
+var Server = []Tool{Etcd, KubeAPIServer, Vault}
+
+// Node lists the tools a real node adds to them.
+var Node = []Tool{Kubelet, KubeControllerManager, KubeScheduler, KubeProxy, CoreDNS}
+
 // All lists every tool, in the order `make tools` builds them.
-var All = []Tool{Etcd, KubeAPIServer, Vault}
+var All = append(append([]Tool{}, Server...), Node...)
 
 // CacheRoot is where built tools live: $BLINKCHAMBER_TOOLS_CACHE, else
 // $XDG_CACHE_HOME/blinkchamber/tools, else ~/.cache/blinkchamber/tools.
