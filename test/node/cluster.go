@@ -30,11 +30,15 @@ import (
 
 // Options configure Start.
 type Options struct {
-	// SandboxArchive is the pause image's archive, imported as SandboxImage.
-	SandboxArchive string
+	// Sandbox is the pause image every pod's sandbox runs, imported from its
+	// archive before the kubelet starts.
+	Sandbox Image
 	// Progress receives a line per step; nil discards them.
 	Progress io.Writer
 }
+
+// Image is an image archive and the reference it holds.
+type Image struct{ Ref, Archive string }
 
 // Cluster is a running node and its control plane.
 type Cluster struct {
@@ -64,6 +68,9 @@ const cgroupRoot = "blinkchamber-node"
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := Preflight(); err != nil {
 		return nil, err
+	}
+	if opts.Sandbox.Ref == "" || opts.Sandbox.Archive == "" {
+		return nil, errors.New("node: Options.Sandbox names no pause image")
 	}
 	bins, err := ensureTools(ctx, opts.Progress)
 	if err != nil {
@@ -176,10 +183,8 @@ func (c *Cluster) boot(ctx context.Context, bins binaries) error {
 	if err := c.startContainerd(ctx); err != nil {
 		return err
 	}
-	if c.opts.SandboxArchive != "" {
-		if err := c.ImportImage(ctx, c.opts.SandboxArchive); err != nil {
-			return fmt.Errorf("importing the pause image: %w", err)
-		}
+	if err := c.ImportImage(ctx, c.opts.Sandbox.Archive); err != nil {
+		return fmt.Errorf("importing the pause image: %w", err)
 	}
 	c.step("kube-proxy and CoreDNS")
 	if err := c.startKubeProxy(bins.proxy); err != nil {

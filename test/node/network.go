@@ -25,6 +25,10 @@ const (
 	kubernetesServiceIP = "10.96.0.1"
 )
 
+// HostAddr is the host's address on the link into the node: a server the
+// node's pods or containerd must reach (a registry) listens here.
+const HostAddr = hostAddr
+
 // checkAddressesFree refuses to start when the machine already routes any of
 // the node's ranges: the node would capture or break that traffic.
 func checkAddressesFree() error {

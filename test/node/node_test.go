@@ -20,14 +20,14 @@ import (
 	"github.com/blinkchamber/blinkchamber/test/toolchain"
 )
 
-// pauseArchive is the sandbox image for these tests; set by TestMain.
-var pauseArchive = os.Getenv("BLINKCHAMBER_PAUSE_ARCHIVE")
+// sandbox is the pause image for these tests; set by TestMain.
+var sandbox = Image{Ref: "blinkchamber.local/pause:3.10", Archive: os.Getenv("BLINKCHAMBER_PAUSE_ARCHIVE")}
 
 func startForTest(t *testing.T) *Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := Start(ctx, Options{SandboxArchive: pauseArchive, Progress: testWriter{t}})
+	c, err := Start(ctx, Options{Sandbox: sandbox, Progress: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestNodeRunsPodsAndLeavesNoTrace(t *testing.T) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "default"},
 		Spec: corev1.PodSpec{
-			Containers: []corev1.Container{{Name: "c", Image: SandboxImage, ImagePullPolicy: corev1.PullNever}},
+			Containers: []corev1.Container{{Name: "c", Image: sandbox.Ref, ImagePullPolicy: corev1.PullNever}},
 		},
 	}
 	if _, err := c.Clientset.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {

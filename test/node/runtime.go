@@ -16,10 +16,6 @@ const (
 	ctrBin        = "/usr/bin/ctr"
 	runcBin       = "/usr/sbin/runc"
 	cniBinDir     = "/usr/lib/cni"
-	// SandboxImage is the pause image every pod's sandbox runs; it is built
-	// here and imported before the kubelet starts (there is no
-	// registry.k8s.io to pull it from).
-	SandboxImage = "blinkchamber.local/pause:3.10"
 )
 
 func (c *Cluster) containerdDir(p ...string) string {
@@ -70,7 +66,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = %q
 `, c.containerdDir("root"), c.containerdDir("state"), c.Socket(), c.containerdDir("ttrpc.sock"),
-		SandboxImage, runcBin, cniBinDir, c.cniDir("net.d"), c.containerdDir("certs.d"))
+		c.opts.Sandbox.Ref, runcBin, cniBinDir, c.cniDir("net.d"), c.containerdDir("certs.d"))
 }
 
 func (c *Cluster) cniDir(p ...string) string {
@@ -139,7 +135,8 @@ func (c *Cluster) ctr(ctx context.Context, args ...string) error {
 
 // ImportImage loads an image archive (docker-archive or OCI layout tar) into
 // the node's containerd, as `ctr images import` does, for images that are
-// not pulled from a registry (the pause image).
+// not pulled from a registry (the pause image: there is no registry.k8s.io
+// to pull it from).
 func (c *Cluster) ImportImage(ctx context.Context, archive string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
