@@ -63,6 +63,9 @@ func (c *Cluster) startJanitor(logPath string) error {
 	}
 	defer lf.Close()
 	cmd := exec.Command(self)
+	// Its own name, so that killing the test binary by name (pkill -f
+	// pkg.test) does not take the janitor with it.
+	cmd.Args = []string{"blinkchamber-node-janitor"}
 	cmd.Env = append(os.Environ(), janitorEnv+"="+c.st.path)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = r, lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
