@@ -1,0 +1,244 @@
+package stack
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/blinkchamber/blinkchamber/pkg/bootstrap/keystore"
+	"github.com/blinkchamber/blinkchamber/pkg/mutate"
+	"github.com/blinkchamber/blinkchamber/test/images"
+)
+
+// Onboard provisions an app the way a platform engineer does with the CLI:
+// its Vault policy, role and a secret "db" (a literal username and a
+// generated password), through `blinkchamber bootstrap base secrets` with
+// the chart's config plus the app, and its ServiceAccount. It returns the
+// config's path, for later CLI commands (secrets rotate).
+func (s *Stack) Onboard(ctx context.Context, name string) (string, error) {
+	app := map[string]any{
+		"name": name, "namespace": AppsNamespace, "serviceAccount": name,
+		"secrets": []any{map[string]any{
+			"name":     "db",
+			"data":     map[string]any{"username": name},
+			"generate": map[string]any{"password": map[string]any{"length": 24, "charset": "alphanumeric"}},
+		}},
+	}
+	cfg, err := s.Config(ctx, app)
+	if err != nil {
+		return "", err
+	}
+	if _, err := s.CLI(cfg, "bootstrap", "base", "secrets"); err != nil {
+		return "", err
+	}
+	return cfg, s.ServiceAccount(ctx, name)
+}
+
+// ServiceAccount makes sure the apps namespace has a ServiceAccount name:
+// the API server refuses pods naming a missing one before any webhook runs.
+func (s *Stack) ServiceAccount(ctx context.Context, name string) error {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: AppsNamespace}}
+	_, err := s.Node.Clientset.CoreV1().ServiceAccounts(AppsNamespace).Create(ctx, sa, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating ServiceAccount %s: %w", name, err)
+	}
+	return nil
+}
+
+// KVPath is where bootstrap keeps an onboarded app's secret.
+func KVPath(app string) string { return "secret/data/" + AppsNamespace + "/" + app + "/db" }
+
+// AppTemplate is the pod template of an onboarded app: the annotations a
+// platform team writes, and the restricted security context Pod Security
+// enforces in the apps namespace. The agent renders the password alone, so
+// the file can be compared with Vault while its content never leaves the
+// pod: the test app reports a digest. args are the test app's.
+func (s *Stack) AppTemplate(app string, extra map[string]string, args ...string) corev1.PodTemplateSpec {
+	ann := map[string]string{
+		mutate.AnnotationInject:         "true",
+		mutate.AnnotationRole:           app,
+		mutate.PrefixSecret + "db":      KVPath(app),
+		mutate.PrefixTemplate + "db":    `{{ with secret "` + KVPath(app) + `" }}{{ .Data.data.password }}{{ end }}`,
+		mutate.AnnotationRenderInterval: "2s",
+	}
+	for k, v := range extra {
+		ann[k] = v
+	}
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app}, Annotations: ann},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: app,
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot:   ptr.To(true),
+				RunAsUser:      ptr.To[int64](65532),
+				RunAsGroup:     ptr.To[int64](65532),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Containers: []corev1.Container{{
+				Name:            "app",
+				Image:           s.Ref(images.TestApp),
+				ImagePullPolicy: corev1.PullIfNotPresent,
+				Args:            args,
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: ptr.To(false),
+					ReadOnlyRootFilesystem:   ptr.To(true),
+					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
+			}},
+		},
+	}
+}
+
+// Event is one line the test app printed (see test/images/testapp).
+type Event struct {
+	Event  string `json:"event"`
+	Path   string `json:"path"`
+	Mode   string `json:"mode"`
+	UID    int    `json:"uid"`
+	GID    int    `json:"gid"`
+	SHA256 string `json:"sha256"`
+	Error  string `json:"error"`
+	Count  int    `json:"count"`
+}
+
+// Events reads the test app's log lines from the kubelet.
+func (s *Stack) Events(ctx context.Context, pod string) ([]Event, error) {
+	b, err := s.Node.Clientset.CoreV1().Pods(AppsNamespace).GetLogs(pod, &corev1.PodLogOptions{Container: "app"}).DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Event
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		var e Event
+		if json.Unmarshal(sc.Bytes(), &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// WaitEvent waits until the app in pod has printed an event ok accepts.
+func (s *Stack) WaitEvent(ctx context.Context, pod, what string, ok func(Event) bool) (Event, error) {
+	var last []Event
+	for {
+		if evs, err := s.Events(ctx, pod); err == nil {
+			last = evs
+			for _, e := range evs {
+				if ok(e) {
+					return e, nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return Event{}, fmt.Errorf("pod %s never showed %s; its events: %+v", pod, what, last)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Vault is an administrator's client of the in-cluster Vault, with the root
+// token the development key store keeps.
+func (s *Stack) Vault(ctx context.Context) (*vaultapi.Client, error) {
+	addr, err := s.VaultAddr(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := keystore.NewKubernetesSecret(s.Node.Client, Namespace, "vault-unseal-keys").Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg := vaultapi.DefaultConfig()
+	cfg.Address = addr
+	c, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.SetToken(keys.RootToken)
+	return c, nil
+}
+
+// PasswordDigest is the SHA-256 of the password Vault holds for app.
+func PasswordDigest(ctx context.Context, vc *vaultapi.Client, app string) (string, error) {
+	sec, err := vc.Logical().ReadWithContext(ctx, KVPath(app))
+	if err != nil || sec == nil {
+		return "", fmt.Errorf("reading %s: %v", KVPath(app), err)
+	}
+	data, _ := sec.Data["data"].(map[string]any)
+	pw, _ := data["password"].(string)
+	if pw == "" {
+		return "", fmt.Errorf("%s has no password", KVPath(app))
+	}
+	sum := sha256.Sum256([]byte(pw))
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// ReadyPod waits for a Ready pod labelled app=name.
+func (s *Stack) ReadyPod(ctx context.Context, name string) (*corev1.Pod, error) {
+	var pods *corev1.PodList
+	for {
+		var err error
+		pods, err = s.Node.Clientset.CoreV1().Pods(AppsNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+		if err == nil {
+			for i := range pods.Items {
+				if p := &pods.Items[i]; p.DeletionTimestamp == nil && Ready(p) {
+					return p, nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no Ready pod of %s: %s", name, DescribePods(pods))
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Ready reports the pod's Ready condition.
+func Ready(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// DescribePods says, per pod, the phase and every container's state.
+func DescribePods(pods *corev1.PodList) string {
+	if pods == nil {
+		return "(none listed)"
+	}
+	var b strings.Builder
+	for _, p := range pods.Items {
+		fmt.Fprintf(&b, "\n%s %s", p.Name, p.Status.Phase)
+		for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+			fmt.Fprintf(&b, "\n  %s ready=%v restarts=%d state=%+v", cs.Name, cs.Ready, cs.RestartCount, cs.State)
+		}
+	}
+	return b.String()
+}
+
+// NativeSidecar reports whether the pod runs an init container that keeps
+// running (restartPolicy Always): the agent as a native sidecar.
+func NativeSidecar(p *corev1.Pod) bool {
+	for _, c := range p.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			return true
+		}
+	}
+	return false
+}
