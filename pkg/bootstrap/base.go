@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -41,12 +43,7 @@ func baseSteps(spec *Spec, k client.Client, c *api.Client, vaultAddr string) []S
 		sa := &corev1.ServiceAccount{ObjectMeta: meta(ns, app.ServiceAccount)}
 		steps = append(steps, objectStep(p, k, sa, "ServiceAccount "+ns+"/"+app.ServiceAccount, anyLive))
 	}
-	steps = append(steps,
-		objectStep(p, k, &corev1.Namespace{ObjectMeta: meta("", spec.KubeAuth.ReviewerNamespace)}, "namespace "+spec.KubeAuth.ReviewerNamespace, anyLive),
-		objectStep(p, k, &corev1.ServiceAccount{ObjectMeta: meta(spec.KubeAuth.ReviewerNamespace, spec.KubeAuth.ReviewerServiceAccount)},
-			"token reviewer ServiceAccount "+spec.KubeAuth.ReviewerNamespace+"/"+spec.KubeAuth.ReviewerServiceAccount, anyLive),
-		objectStep(p, k, reviewerBinding(spec), "ClusterRoleBinding to system:auth-delegator", sameBinding),
-	)
+	steps = append(steps, reviewerSteps(spec, k)...)
 	steps = append(steps, transitSteps(spec)...)
 	steps = append(steps, Step{Phase: p, Name: "vault answers", Check: waitVault(c, vaultAddr), Apply: noop})
 	return steps
@@ -132,6 +129,54 @@ func objectStep(phase string, k client.Client, want client.Object, name string, 
 			obj.SetResourceVersion(live.GetResourceVersion())
 			return k.Update(ctx, obj)
 		},
+	}
+}
+
+// reviewerSteps make sure Vault's TokenReviews will be allowed: for a Vault
+// in the cluster, by checking that its own ServiceAccount may review
+// tokens (whoever deployed Vault bound it); otherwise by creating the
+// reviewer ServiceAccount, whose token Vault is given, and binding it.
+func reviewerSteps(spec *Spec, k client.Client) []Step {
+	p := PhaseBase
+	ka := spec.KubeAuth
+	sa := ka.ReviewerNamespace + "/" + ka.ReviewerServiceAccount
+	if ka.VaultPodReviewer {
+		return []Step{{Phase: p, Name: "Vault's ServiceAccount " + sa + " may review tokens", Check: checkReviewer(k, ka), Apply: noop}}
+	}
+	return []Step{
+		objectStep(p, k, &corev1.Namespace{ObjectMeta: meta("", ka.ReviewerNamespace)}, "namespace "+ka.ReviewerNamespace, anyLive),
+		objectStep(p, k, &corev1.ServiceAccount{ObjectMeta: meta(ka.ReviewerNamespace, ka.ReviewerServiceAccount)},
+			"token reviewer ServiceAccount "+sa, anyLive),
+		objectStep(p, k, reviewerBinding(spec), "ClusterRoleBinding to system:auth-delegator", sameBinding),
+	}
+}
+
+// ErrReviewerNotAllowed: Vault's ServiceAccount may not create
+// TokenReviews, so every kubernetes-auth login would be refused.
+var ErrReviewerNotAllowed = errors.New("Vault's ServiceAccount may not review tokens")
+
+// checkReviewer asks the API server (a SubjectAccessReview) whether Vault's
+// ServiceAccount may create TokenReviews. Bootstrap does not grant it:
+// the binding belongs to whoever deploys Vault, and a missing one is
+// reported here rather than as every agent's failed login.
+func checkReviewer(k client.Client, ka KubeAuth) func(context.Context) (Change, error) {
+	ns, name := ka.ReviewerNamespace, ka.ReviewerServiceAccount
+	user := "system:serviceaccount:" + ns + ":" + name
+	return func(ctx context.Context) (Change, error) {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:   user,
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Group: "authentication.k8s.io", Resource: "tokenreviews", Verb: "create"},
+		}}
+		if err := k.Create(ctx, sar); err != nil {
+			return Change{}, fmt.Errorf("asking the API server whether %s may review tokens: %w", user, err)
+		}
+		if !sar.Status.Allowed {
+			return Change{}, fmt.Errorf("%w: %s may not create tokenreviews.authentication.k8s.io; bind it to the ClusterRole system:auth-delegator (the chart does)",
+				ErrReviewerNotAllowed, user)
+		}
+		return Unchanged("may create tokenreviews"), nil
 	}
 }
 

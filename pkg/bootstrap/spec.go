@@ -72,8 +72,14 @@ type KubeAuth struct {
 	Path  string // mount, e.g. "kubernetes"
 	Host  string
 	CAPEM string
+	// VaultPodReviewer: Vault runs in the cluster and sends TokenReviews
+	// with its own pod's ServiceAccount token (ReviewerNamespace/
+	// ReviewerServiceAccount), which whoever deployed Vault bound to
+	// system:auth-delegator; bootstrap only checks that binding, and mints
+	// nothing (ReviewerJWT is not called).
+	VaultPodReviewer bool
 	// ReviewerJWT mints the token Vault uses for TokenReview calls and says
-	// when it expires.
+	// when it expires (a Vault outside the cluster).
 	ReviewerJWT            func(ctx context.Context) (jwt string, expires time.Time, err error)
 	ReviewerNamespace      string
 	ReviewerServiceAccount string

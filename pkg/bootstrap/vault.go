@@ -290,9 +290,20 @@ func checkAuthConfig(spec *Spec, c *api.Client) func(context.Context) (Change, e
 		if strings.TrimSpace(fmt.Sprint(s.Data["kubernetes_ca_cert"])) != strings.TrimSpace(spec.KubeAuth.CAPEM) {
 			drift = append(drift, "kubernetes_ca_cert")
 		}
-		if set, _ := s.Data["token_reviewer_jwt_set"].(bool); !set {
+		set, _ := s.Data["token_reviewer_jwt_set"].(bool)
+		switch {
+		case spec.KubeAuth.VaultPodReviewer:
+			// Vault reads its own pod's token only when it has none set
+			// and local_ca_jwt is not disabled.
+			if set {
+				drift = append(drift, "token_reviewer_jwt (Vault reviews with its own pod's token)")
+			}
+			if off, _ := s.Data["disable_local_ca_jwt"].(bool); off {
+				drift = append(drift, "disable_local_ca_jwt")
+			}
+		case !set:
 			drift = append(drift, "token_reviewer_jwt")
-		} else if exp, ok := reviewerExpiry(ctx, spec, c); !ok || time.Until(exp) < reviewerRefresh {
+		case !reviewerFresh(ctx, spec, c):
 			// Vault does not say when the reviewer's token expires; bootstrap
 			// records it, and refreshes the token well before.
 			drift = append(drift, "token_reviewer_jwt (expiring)")
@@ -306,17 +317,30 @@ func checkAuthConfig(spec *Spec, c *api.Client) func(context.Context) (Change, e
 
 func applyAuthConfig(spec *Spec, c *api.Client) func(context.Context) error {
 	return func(ctx context.Context) error {
+		path := "auth/" + spec.KubeAuth.Path + "/config"
+		if spec.KubeAuth.VaultPodReviewer {
+			// A write replaces the whole config: a token set before is
+			// gone, and Vault reads its own pod's token (and re-reads it as
+			// the kubelet rotates it) for every TokenReview.
+			if _, err := c.Logical().WriteWithContext(ctx, path, map[string]any{
+				"kubernetes_host": spec.KubeAuth.Host, "kubernetes_ca_cert": spec.KubeAuth.CAPEM, "disable_local_ca_jwt": false,
+			}); err != nil {
+				return err
+			}
+			// No reviewer token, so no expiry to record.
+			return setAuthDescription(ctx, spec, c, "")
+		}
 		jwt, expires, err := spec.KubeAuth.ReviewerJWT(ctx)
 		if err != nil {
 			return fmt.Errorf("minting the token reviewer's token: %w", err)
 		}
-		_, err = c.Logical().WriteWithContext(ctx, "auth/"+spec.KubeAuth.Path+"/config", map[string]any{
+		_, err = c.Logical().WriteWithContext(ctx, path, map[string]any{
 			"kubernetes_host": spec.KubeAuth.Host, "kubernetes_ca_cert": spec.KubeAuth.CAPEM, "token_reviewer_jwt": jwt,
 		})
 		if err != nil {
 			return err
 		}
-		return saveReviewerExpiry(ctx, spec, c, expires)
+		return setAuthDescription(ctx, spec, c, reviewerPrefix+expires.UTC().Format(time.RFC3339))
 	}
 }
 
@@ -336,24 +360,25 @@ const (
 	reviewerRefresh = 30 * 24 * time.Hour
 )
 
-func reviewerExpiry(ctx context.Context, spec *Spec, c *api.Client) (time.Time, bool) {
+// reviewerFresh reports whether the recorded expiry of the reviewer's token
+// is more than reviewerRefresh away.
+func reviewerFresh(ctx context.Context, spec *Spec, c *api.Client) bool {
 	auths, err := c.Sys().ListAuthWithContext(ctx)
 	if err != nil {
-		return time.Time{}, false
+		return false
 	}
 	a, ok := auths[spec.KubeAuth.Path+"/"]
 	if !ok {
-		return time.Time{}, false
+		return false
 	}
 	ts, ok := strings.CutPrefix(a.Description, reviewerPrefix)
 	if !ok {
-		return time.Time{}, false
+		return false
 	}
 	t, err := time.Parse(time.RFC3339, ts)
-	return t, err == nil
+	return err == nil && time.Until(t) >= reviewerRefresh
 }
 
-func saveReviewerExpiry(ctx context.Context, spec *Spec, c *api.Client, expires time.Time) error {
-	desc := reviewerPrefix + expires.UTC().Format(time.RFC3339)
+func setAuthDescription(ctx context.Context, spec *Spec, c *api.Client, desc string) error {
 	return c.Sys().TuneMountWithContext(ctx, "auth/"+spec.KubeAuth.Path, api.MountConfigInput{Description: &desc})
 }

@@ -176,6 +176,7 @@ func seal(s config.Seal) (bootstrap.Seal, error) {
 
 func kubeAuth(k config.KubernetesAuth, rc *rest.Config, cs kubernetes.Interface) (bootstrap.KubeAuth, error) {
 	ka := bootstrap.KubeAuth{Path: k.Path, Host: k.Host, CAPEM: string(rc.CAData),
+		VaultPodReviewer:  k.ReviewerToken == config.ReviewerTokenVaultPod,
 		ReviewerNamespace: k.ReviewerNamespace, ReviewerServiceAccount: k.ReviewerServiceAccount}
 	if ka.CAPEM == "" && rc.CAFile != "" {
 		// In a pod, the kubeconfig names the ServiceAccount's CA file.
@@ -194,6 +195,9 @@ func kubeAuth(k config.KubernetesAuth, rc *rest.Config, cs kubernetes.Interface)
 			return ka, fmt.Errorf("vault.kubernetesAuth.caFile: %w", err)
 		}
 		ka.CAPEM = string(b)
+	}
+	if ka.VaultPodReviewer {
+		return ka, nil
 	}
 	ka.ReviewerJWT = func(ctx context.Context) (string, time.Time, error) {
 		tr, err := cs.CoreV1().ServiceAccounts(k.ReviewerNamespace).CreateToken(ctx, k.ReviewerServiceAccount,

@@ -67,6 +67,13 @@ func envValues(t *testing.T, env string) map[string]any {
 // render renders the chart for one environment and returns its objects.
 func render(t *testing.T, ch *chart.Chart, env string) []*unstructured.Unstructured {
 	t.Helper()
+	return renderWith(t, ch, env, nil)
+}
+
+// renderWith renders like render, with edit applied to the user-supplied
+// values first (when it is not nil).
+func renderWith(t *testing.T, ch *chart.Chart, env string, edit func(user map[string]any)) []*unstructured.Unstructured {
+	t.Helper()
 	base, all := strings.CutSuffix(env, "+all")
 	user := envValues(t, base)
 	apps, _ := user["apps"].(map[string]any)
@@ -84,6 +91,9 @@ func render(t *testing.T, ch *chart.Chart, env string) []*unstructured.Unstructu
 			"hosts": map[string]any{"minioConsole": "console.example.com", "mailu": "mail.example.com"}}
 	}
 	user["apps"] = apps
+	if edit != nil {
+		edit(user)
+	}
 	vals, err := chartutil.ToRenderValues(ch, user,
 		chartutil.ReleaseOptions{Name: "bc", Namespace: chartNamespace, IsInstall: true}, chartutil.DefaultCapabilities)
 	if err != nil {

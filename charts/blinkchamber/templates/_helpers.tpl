@@ -22,11 +22,70 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{/* An image reference; a tag is required and "latest" is refused. */}}
+{{/*
+An image reference, from (dict "root" $ "image" {repository, tag} "what"
+"<values path>"): a tag is required and "latest" is refused. With
+global.imageRegistry set, the registry host written in the repository is
+replaced by it (ghcr.io/blinkchamber/agent -> REGISTRY/blinkchamber/agent),
+and a repository written without a host gets it in front (postgres ->
+REGISTRY/postgres, hashicorp/vault -> REGISTRY/hashicorp/vault): the first
+path component is a host when it has a "." or a ":" or is localhost, as
+container runtimes read it.
+*/}}
 {{- define "blinkchamber.image" -}}
-{{- $tag := required (printf "%s: image tag is required" .what) .image.tag -}}
-{{- if eq (toString $tag) "latest" -}}{{- fail (printf "%s: the image tag must not be latest" .what) -}}{{- end -}}
-{{ .image.repository }}:{{ $tag }}
+{{- $image := .image | default dict -}}
+{{- $repo := required (printf "%s.repository is required" .what) $image.repository | toString -}}
+{{- $tag := required (printf "%s.tag is required (a pinned version; latest is refused)" .what) $image.tag | toString -}}
+{{- if or (eq $tag "latest") (hasSuffix ":latest" $repo) -}}
+{{- fail (printf "%s.tag: latest is refused; pin a version" .what) -}}
+{{- end -}}
+{{- $registry := include "blinkchamber.imageRegistry" .root -}}
+{{- if $registry -}}
+{{- $parts := splitList "/" $repo -}}
+{{- $first := first $parts -}}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- $repo = rest $parts | join "/" -}}
+{{- end -}}
+{{- $repo = printf "%s/%s" $registry $repo -}}
+{{- end -}}
+{{- printf "%s:%s" $repo $tag -}}
+{{- end -}}
+
+{{/* global.imageRegistry without a trailing slash; a scheme is refused. */}}
+{{- define "blinkchamber.imageRegistry" -}}
+{{- $registry := ((.Values.global | default dict).imageRegistry | default "") | toString | trimSuffix "/" -}}
+{{- if or (contains "://" $registry) (contains "@" $registry) (regexMatch "\\s" $registry) -}}
+{{- fail (printf "global.imageRegistry %q: give a registry host, optionally with a port and path (registry.example.com:5000/mirror), without a scheme" $registry) -}}
+{{- end -}}
+{{- $registry -}}
+{{- end -}}
+
+{{/*
+A container's image and imagePullPolicy, from the same dict as
+blinkchamber.image; the image's pullPolicy defaults to IfNotPresent.
+*/}}
+{{- define "blinkchamber.containerImage" -}}
+{{- $policy := (.image | default dict).pullPolicy | default "IfNotPresent" -}}
+{{- if not (has $policy (list "Always" "IfNotPresent" "Never")) -}}
+{{- fail (printf "%s.pullPolicy %q: must be Always, IfNotPresent or Never" .what $policy) -}}
+{{- end -}}
+image: {{ include "blinkchamber.image" . | quote }}
+imagePullPolicy: {{ $policy }}
+{{- end -}}
+
+{{/*
+The pod's imagePullSecrets from global.imagePullSecrets (names, or
+{name: ...} as Kubernetes writes them); nothing when the list is empty.
+*/}}
+{{- define "blinkchamber.imagePullSecrets" -}}
+{{- with (.Values.global | default dict).imagePullSecrets -}}
+imagePullSecrets:
+{{- range . }}
+{{- $name := . }}
+{{- if kindIs "map" . }}{{ $name = .name }}{{ end }}
+  - name: {{ required "global.imagePullSecrets: an entry has no name" $name | toString | quote }}
+{{- end }}
+{{- end -}}
 {{- end -}}
 
 {{/* The restricted container securityContext. */}}

@@ -190,11 +190,37 @@ type KubernetesAuth struct {
 	Host string `json:"host,omitempty"`
 	// CAFile is the API server's CA bundle; empty: the kubeconfig's.
 	CAFile string `json:"caFile,omitempty"`
+	// ReviewerToken says whose token Vault sends its TokenReview requests
+	// with.
+	ReviewerToken ReviewerToken `json:"reviewerToken"`
 	// ReviewerNamespace and ReviewerServiceAccount name the ServiceAccount
-	// bound to system:auth-delegator whose token Vault reviews with.
+	// bound to system:auth-delegator whose token Vault reviews with: with
+	// ReviewerTokenMinted one bootstrap creates and binds, with
+	// ReviewerTokenVaultPod Vault's own.
 	ReviewerNamespace      string `json:"reviewerNamespace"`
 	ReviewerServiceAccount string `json:"reviewerServiceAccount"`
 }
+
+// ReviewerToken is the token Vault reviews ServiceAccount tokens with.
+type ReviewerToken string
+
+const (
+	// ReviewerTokenMinted: bootstrap creates the reviewer ServiceAccount,
+	// binds it to system:auth-delegator, and gives Vault a long-lived token
+	// of it, refreshed a month before it expires. For a Vault outside the
+	// cluster, which has no ServiceAccount token of its own.
+	ReviewerTokenMinted ReviewerToken = "minted"
+	// ReviewerTokenVaultPod: Vault runs in the cluster and reviews with its
+	// own pod's ServiceAccount token, short-lived and rotated by the
+	// kubelet (Vault re-reads it); no long-lived token exists. Whoever
+	// deploys Vault binds its ServiceAccount (ReviewerNamespace/
+	// ReviewerServiceAccount) to system:auth-delegator, as the chart does;
+	// bootstrap checks that it may review tokens.
+	ReviewerTokenVaultPod ReviewerToken = "vault-pod"
+)
+
+// ReviewerTokenValues are the supported ReviewerToken values.
+var ReviewerTokenValues = []ReviewerToken{ReviewerTokenMinted, ReviewerTokenVaultPod}
 
 // App is one application: its identity in Kubernetes and its secrets.
 type App struct {

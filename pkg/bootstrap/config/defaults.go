@@ -17,6 +17,7 @@ const (
 	DefaultAuditType              = AuditFile
 	DefaultSocketType             = "tcp"
 	DefaultKubernetesAuthPath     = "kubernetes"
+	DefaultReviewerToken          = ReviewerTokenMinted
 	DefaultReviewerNamespace      = "blinkchamber"
 	DefaultReviewerServiceAccount = "vault-token-reviewer"
 	DefaultTokenTTL               = time.Hour
@@ -162,6 +163,7 @@ func (a *Audit) UnmarshalJSON(b []byte) error {
 func defaultKubernetesAuth() KubernetesAuth {
 	return KubernetesAuth{
 		Path:                   DefaultKubernetesAuthPath,
+		ReviewerToken:          DefaultReviewerToken,
 		ReviewerNamespace:      DefaultReviewerNamespace,
 		ReviewerServiceAccount: DefaultReviewerServiceAccount,
 	}

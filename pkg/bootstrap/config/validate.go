@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -217,6 +218,9 @@ func (k *KubernetesAuth) validate(p *field.Path) field.ErrorList {
 		errs = append(errs, validateAPIServer(p.Child("host"), k.Host)...)
 	}
 	errs = append(errs, validateFile(p.Child("caFile"), k.CAFile, false)...)
+	if !slices.Contains(ReviewerTokenValues, k.ReviewerToken) {
+		errs = append(errs, field.NotSupported(p.Child("reviewerToken"), k.ReviewerToken, ReviewerTokenValues))
+	}
 	errs = append(errs, validateDNSLabel(p.Child("reviewerNamespace"), k.ReviewerNamespace)...)
 	errs = append(errs, validateDNSSubdomain(p.Child("reviewerServiceAccount"), k.ReviewerServiceAccount)...)
 	return errs

@@ -49,18 +49,6 @@ app.kubernetes.io/name: {{ index . 1 }}
 app.kubernetes.io/instance: {{ $root.Release.Name }}
 {{- end -}}
 
-{{/* An image reference from {repository, tag} (list image what): a tag is required, "latest" refused. */}}
-{{- define "blinkchamber.apps.image" -}}
-{{- $image := index . 0 | default dict -}}
-{{- $what := index . 1 -}}
-{{- $repo := required (printf "%s.image.repository is required" $what) $image.repository -}}
-{{- $tag := required (printf "%s.image.tag is required (a pinned version; latest is refused)" $what) $image.tag | toString -}}
-{{- if or (eq $tag "latest") (hasSuffix ":latest" $repo) -}}
-{{- fail (printf "%s.image.tag: latest is refused; pin a version" $what) -}}
-{{- end -}}
-{{- printf "%s:%s" $repo $tag -}}
-{{- end -}}
-
 {{/*
 The KV v2 API path of one of an app's secrets (list root app name):
 <kvMount>/data/<apps namespace>/<app>/<name>, as the bootstrap writes it and

@@ -14,6 +14,13 @@
 {{- else -}}
 {{- $seal = dict "awskms" (dict "region" .Values.vault.seal.awskms.region "kmsKeyId" .Values.vault.seal.awskms.kmsKeyId "keyStore" $keyStore) -}}
 {{- end -}}
+{{/* Vault in the cluster reviews tokens with its own pod's ServiceAccount
+token (bound to system:auth-delegator by templates/vault); an external
+Vault gets a token of the reviewer ServiceAccount, which bootstrap binds. */}}
+{{- $kubeAuth := dict "reviewerToken" "minted" "reviewerNamespace" .Release.Namespace "reviewerServiceAccount" (printf "%s-vault-token-reviewer" .Release.Name) -}}
+{{- if .Values.vault.enabled -}}
+{{- $kubeAuth = dict "reviewerToken" "vault-pod" "reviewerNamespace" .Release.Namespace "reviewerServiceAccount" (include "blinkchamber.vault.name" .) -}}
+{{- end -}}
 {{- $audit := dict "type" "none" -}}
 {{- if .Values.vault.audit.enabled -}}{{- $audit = dict "type" "file" "path" "/vault/audit/audit.log" -}}{{- end -}}
 {{- $cfg := dict "environment" .Values.global.environment
@@ -22,7 +29,7 @@
       "caFile" (ternary "/vault-ca/ca.crt" "" (and .Values.vault.enabled .Values.vault.tls.enabled))
       "seal" $seal
       "audit" $audit
-      "kubernetesAuth" (dict "reviewerNamespace" .Release.Namespace "reviewerServiceAccount" (printf "%s-vault-token-reviewer" .Release.Name)))
+      "kubernetesAuth" $kubeAuth)
     "apps" (include "blinkchamber.bootstrap.apps" . | fromYamlArray) -}}
 {{- toYaml $cfg -}}
 {{- end -}}
