@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/blinkchamber/blinkchamber/pkg/bootstrap"
 	"github.com/blinkchamber/blinkchamber/pkg/bootstrap/keystore"
-	"github.com/blinkchamber/blinkchamber/test/harness"
 )
 
 // TestProductionRevokesRootToken runs the vault and secrets phases the way
@@ -23,13 +21,7 @@ import (
 func TestProductionRevokesRootToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	kube := harness.KubeForTest(t)
-	dir := t.TempDir()
-	v, err := harness.StartVaultServer(ctx, os.Stderr, filepath.Join(dir, "vault"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = v.Stop() })
+	kube, v, dir := kubeAndVault(t, ctx)
 	spec := &bootstrap.Spec{
 		Environment: "production",
 		Seal:        bootstrap.Seal{Kind: "shamir", Shares: 3, Threshold: 2},

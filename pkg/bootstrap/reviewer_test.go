@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/blinkchamber/blinkchamber/pkg/bootstrap"
 	"github.com/blinkchamber/blinkchamber/pkg/bootstrap/keystore"
-	"github.com/blinkchamber/blinkchamber/test/harness"
 )
 
 // configWrites records the bodies of the writes to auth/kubernetes/config
@@ -66,13 +64,7 @@ func (w *configWrites) take() []map[string]any {
 func TestVaultPodReviewer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	kube := harness.KubeForTest(t)
-	dir := t.TempDir()
-	v, err := harness.StartVaultServer(ctx, os.Stderr, filepath.Join(dir, "vault"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = v.Stop() })
+	kube, v, dir := kubeAndVault(t, ctx)
 
 	writes := &configWrites{}
 	vc := api.DefaultConfig()

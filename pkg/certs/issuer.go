@@ -142,6 +142,11 @@ func (i *Issuer) createSecret(ctx context.Context, now time.Time) (map[string][]
 		Type:       corev1.SecretTypeTLS,
 		Data:       data,
 	}
+	owner, err := i.webhookOwner(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.OwnerReferences = owner
 	if err := i.client.Create(ctx, s); err != nil {
 		return nil, fmt.Errorf("creating Secret %s: %w", i.secretKey(), err)
 	}
@@ -274,6 +279,28 @@ func (i *Issuer) ensureCABundleOnce(ctx context.Context, bundle []byte) (bool, e
 	}
 	i.log.Info("updated caBundle", "mutatingWebhookConfiguration", mwc.Name, "webhooks", len(mwc.Webhooks))
 	return true, nil
+}
+
+// webhookOwner makes the MutatingWebhookConfiguration the Secret's owner:
+// the Secret is made by the injector, not by Helm, so without an owner
+// `helm uninstall` (which deletes the configuration) would leave it behind.
+// The garbage collector deletes it with its owner. No owner when the
+// configuration does not exist (yet): the Secret is then kept.
+func (i *Issuer) webhookOwner(ctx context.Context) ([]metav1.OwnerReference, error) {
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	err := i.client.Get(ctx, client.ObjectKey{Name: i.opts.WebhookConfigName}, mwc)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", i.opts.WebhookConfigName, err)
+	}
+	return []metav1.OwnerReference{{
+		APIVersion: admissionregistrationv1.SchemeGroupVersion.String(),
+		Kind:       "MutatingWebhookConfiguration",
+		Name:       mwc.Name,
+		UID:        mwc.UID,
+	}}, nil
 }
 
 func (i *Issuer) secretKey() client.ObjectKey {

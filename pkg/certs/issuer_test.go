@@ -63,6 +63,12 @@ func testIssueAndLoad(t *testing.T, c client.Client) {
 	}
 	assertBundle(t, c, opts, sec.Data[certs.CACertKey])
 	assertServes(t, sec.Data, opts.Hosts, time.Now())
+	// Owned by the webhook configuration, so it goes when that goes
+	// (helm uninstall); the real node's uninstall test sees it collected.
+	if mwc := getMWC(t, c, opts); len(sec.OwnerReferences) != 1 || sec.OwnerReferences[0].UID != mwc.UID ||
+		sec.OwnerReferences[0].Kind != "MutatingWebhookConfiguration" {
+		t.Errorf("Secret owners %+v, want the MutatingWebhookConfiguration %s (uid %s)", sec.OwnerReferences, mwc.Name, mwc.UID)
+	}
 
 	mwcVersion := getMWC(t, c, opts).ResourceVersion
 	mustReconcile(t, iss, false)
@@ -124,6 +130,9 @@ func testMissingWebhookConfig(t *testing.T, c client.Client) {
 	iss := certs.NewIssuer(c, opts, logs.logger)
 	mustReconcile(t, iss, true)
 	sec := getSecret(t, c, opts)
+	if len(sec.OwnerReferences) != 0 {
+		t.Errorf("with no webhook configuration to own it, the Secret has owners %+v", sec.OwnerReferences)
+	}
 
 	createMWC(t, c, opts.WebhookConfigName)
 	mustReconcile(t, iss, true)
