@@ -18,6 +18,10 @@ const (
 	Nonroot    = "65532:65532"
 )
 
+// hostCABundle is where the build host's bundle is read: CABundle, but a
+// variable so that a test can take it away.
+var hostCABundle = CABundle
+
 // ErrNoCABundle is returned when the build host has no CA bundle to copy.
 var ErrNoCABundle = errors.New("no CA certificates on this machine: install Debian's ca-certificates package (apt-get install ca-certificates, or make deps)")
 
@@ -44,8 +48,8 @@ var Accounts = []Account{
 // host's CA bundle, /etc/passwd and /etc/group with the accounts, nonroot's
 // home, and a world-writable /tmp. There is no shell.
 func Base(accounts []Account) ([]File, error) {
-	if _, err := os.Stat(CABundle); err != nil {
-		return nil, fmt.Errorf("%w (%s: %w)", ErrNoCABundle, CABundle, err)
+	if _, err := os.Stat(hostCABundle); err != nil {
+		return nil, fmt.Errorf("%w (%w)", ErrNoCABundle, err)
 	}
 	var passwd, group []byte
 	for _, a := range accounts {
@@ -53,7 +57,7 @@ func Base(accounts []Account) ([]File, error) {
 		group = fmt.Appendf(group, "%s:x:%d:\n", a.Name, a.GID)
 	}
 	return []File{
-		{Path: CABundle, Mode: 0o644, Source: CABundle},
+		{Path: CABundle, Mode: 0o644, Source: hostCABundle},
 		{Path: "/etc/passwd", Mode: 0o644, Data: passwd},
 		{Path: "/etc/group", Mode: 0o644, Data: group},
 		{Path: "/home", Mode: fs.ModeDir | 0o755},

@@ -119,7 +119,7 @@ func MirrorRef(ref, registry string) (string, error) {
 	if _, err := name.NewTag(ref); err != nil {
 		return "", fmt.Errorf("image name %q: %w", ref, err)
 	}
-	if _, err := name.NewRegistry(registry); err != nil || strings.Contains(registry, "/") {
+	if _, err := name.NewRegistry(registry, name.StrictValidation); err != nil || registry == "" || strings.Contains(registry, "/") {
 		return "", fmt.Errorf("registry %q: want HOST or HOST:PORT", registry)
 	}
 	rest := ref
