@@ -96,6 +96,16 @@ func Build(ctx context.Context, o Options) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	// Test packages run in parallel processes; one builds, the others wait
+	// and then find the archives current.
+	unlock, err := toolchain.Lock(filepath.Join(o.Dir, ".lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	binDir := filepath.Join(o.Dir, "bin")
 	set := &Set{Version: o.Version, Images: map[string]product.Built{}}
 	add := func(name, ref string, spec product.Spec) error {
