@@ -74,7 +74,7 @@ func imagesCmd(ctx context.Context, global *Options, args []string, stdout, stde
 	fs.Usage = func() { fmt.Fprint(stderr, imagesUsage); fs.PrintDefaults() }
 	fs.StringVar(&o.From, "from", "bin/images", "directory of image archives (make images writes bin/images)")
 	fs.StringVar(&o.Chart, "chart", global.Chart, "the chart whose values name the images")
-	fs.Var((*envFiles)(&o.Values), "values", "values file merged over the chart's values.yaml, as helm -f (repeatable)")
+	fs.Var((*stringList)(&o.Values), "values", "values file merged over the chart's values.yaml, as helm -f (repeatable)")
 	fs.StringVar(&o.Registry, "registry", "", "push: the registry, HOST or HOST:PORT")
 	fs.BoolVar(&o.Insecure, "insecure", false, "push: allow plain HTTP to the registry")
 	if err := fs.Parse(args[1:]); err != nil {
