@@ -48,6 +48,8 @@ commands:
   seal-config                               print the seal stanza of Vault's server config (transit, awskms)
   exec --env-file <path> -- <command>...    run an app with an agent-rendered env file, restart it on change
   migrate [file|-]...                       print manifests with vault.hashicorp.com/ annotations rewritten as blinkchamber.io/ ones
+  images list                               the images the chart names and the archives (make images) that hold them
+  images push --registry HOST[:PORT]        mirror the image archives to a registry (air-gapped installs)
   version                                   print the version
 
 flags:
@@ -137,6 +139,8 @@ func dispatch(ctx context.Context, o *Options, args []string, stdout, stderr io.
 		return sealConfig(o, stdout)
 	case "migrate":
 		return migrateCmd(args[1:], os.Stdin, stdout, stderr)
+	case "images":
+		return imagesCmd(ctx, o, args[1:], stdout, stderr)
 	case "secrets":
 		if len(args) != 3 || args[1] != "rotate" {
 			return &usageError{"usage: blinkchamber secrets rotate <app>/<secret>"}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/blinkchamber/blinkchamber/test/toolchain"
@@ -49,5 +50,26 @@ func TestBinariesAreStatic(t *testing.T) {
 				t.Errorf("%s is %d bytes, over the %d limit", cmd, st.Size(), limit)
 			}
 		})
+	}
+}
+
+// TestInjectorAndAgentLeaveOutTheImageLibrary keeps go-containerregistry
+// (and what it pulls in) to the CLI, which pushes images: the injector and
+// the agent run in every cluster and should stay small.
+func TestInjectorAndAgentLeaveOutTheImageLibrary(t *testing.T) {
+	repo, err := toolchain.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := exec.Command("go", "list", "-deps", "./cmd/injector", "./cmd/agent")
+	list.Dir = repo
+	out, err := list.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/google/go-containerregistry") {
+			t.Errorf("the injector or the agent imports %s", pkg)
+		}
 	}
 }
