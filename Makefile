@@ -72,6 +72,8 @@ fuzz:
 	$(FUZZ) ./pkg/envfile -fuzz '^FuzzParse$$'
 	$(FUZZ) ./pkg/bootstrap/config -fuzz '^FuzzParse$$'
 	$(FUZZ) ./pkg/injector -fuzz '^FuzzAdmissionReview$$'
+	$(FUZZ) ./test/images -fuzz '^FuzzParseDockerfile$$'
+	$(FUZZ) ./test/images -fuzz '^FuzzParseLDD$$'
 
 ## demo: the whole job end to end on loopback, then tear down
 demo: tools

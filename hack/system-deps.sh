@@ -14,6 +14,8 @@ command -v containerd >/dev/null && command -v ctr >/dev/null || missing+=(conta
 [ -x /usr/lib/cni/ptp ] || missing+=(containernetworking-plugins)
 command -v iptables >/dev/null || missing+=(iptables)
 command -v ip >/dev/null || missing+=(iproute2)
+# The images' CA bundle is copied from the build machine (make images).
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing system packages: ${missing[*]}; run as root: apt-get install -y ${missing[*]}" >&2

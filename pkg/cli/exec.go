@@ -29,11 +29,11 @@ command's exit code.
 flags:
 `
 
-// envFiles is a repeatable --env-file.
-type envFiles []string
+// stringList is a repeatable flag (--env-file, --values).
+type stringList []string
 
-func (e *envFiles) String() string     { return strings.Join(*e, ",") }
-func (e *envFiles) Set(v string) error { *e = append(*e, v); return nil }
+func (e *stringList) String() string     { return strings.Join(*e, ",") }
+func (e *stringList) Set(v string) error { *e = append(*e, v); return nil }
 
 // execMain runs `blinkchamber exec` and returns the app's exit code. It is
 // not a dispatch command: its exit code is the app's, not ok/failed.
@@ -42,7 +42,7 @@ func execMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("blinkchamber exec", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, execUsage); fs.PrintDefaults() }
-	fs.Var((*envFiles)(&o.EnvFiles), "env-file", "env file to read (repeatable; a later file's variable wins)")
+	fs.Var((*stringList)(&o.EnvFiles), "env-file", "env file to read (repeatable; a later file's variable wins)")
 	onChange := fs.String("on-change", "restart", "restart, or signal:<SIGNAL> (e.g. signal:SIGHUP) to signal the command instead")
 	fs.DurationVar(&o.PollInterval, "poll-interval", execenv.DefaultPollInterval, "how often the env files are checked for a change")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", execenv.DefaultStopTimeout, "how long a restart waits after SIGTERM before SIGKILL")

@@ -18,7 +18,7 @@ import (
 )
 
 const imagesUsage = `usage: blinkchamber images list [--from DIR] [--chart DIR] [--values FILE]...
-       blinkchamber images push --registry HOST[:PORT] [--from DIR] [--insecure] [--chart DIR] [--values FILE]...
+       blinkchamber images push --registry HOST[:PORT][/PATH] [--from DIR] [--insecure] [--chart DIR] [--values FILE]...
 
 list: every image the chart's values name, and which archive in --from
 holds it. push: copies each of them found in --from to HOST, under the same
@@ -49,7 +49,7 @@ func (o *imagesOptions) validate(push bool) error {
 	}
 	switch {
 	case push && o.Registry == "":
-		errs = append(errs, "--registry: required (HOST or HOST:PORT)")
+		errs = append(errs, "--registry: required (HOST[:PORT][/PATH])")
 	case push:
 		if _, err := images.MirrorRef("example/image:tag", o.Registry); err != nil {
 			errs = append(errs, "--registry: "+err.Error())
@@ -74,8 +74,8 @@ func imagesCmd(ctx context.Context, global *Options, args []string, stdout, stde
 	fs.Usage = func() { fmt.Fprint(stderr, imagesUsage); fs.PrintDefaults() }
 	fs.StringVar(&o.From, "from", "bin/images", "directory of image archives (make images writes bin/images)")
 	fs.StringVar(&o.Chart, "chart", global.Chart, "the chart whose values name the images")
-	fs.Var((*envFiles)(&o.Values), "values", "values file merged over the chart's values.yaml, as helm -f (repeatable)")
-	fs.StringVar(&o.Registry, "registry", "", "push: the registry, HOST or HOST:PORT")
+	fs.Var((*stringList)(&o.Values), "values", "values file merged over the chart's values.yaml, as helm -f (repeatable)")
+	fs.StringVar(&o.Registry, "registry", "", "push: the registry, HOST[:PORT][/PATH], as global.imageRegistry")
 	fs.BoolVar(&o.Insecure, "insecure", false, "push: allow plain HTTP to the registry")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -138,13 +138,13 @@ func TestImagesListJSON(t *testing.T) {
 
 func TestImagesUsage(t *testing.T) {
 	cases := map[string][]string{
-		"no subcommand":         {"images"},
-		"unknown subcommand":    {"images", "build"},
-		"push without registry": {"images", "push"},
-		"registry with a path":  {"images", "push", "--registry", "host/path"},
-		"registry on list":      {"images", "list", "--registry", "host"},
-		"arguments":             {"images", "list", "extra"},
-		"unknown flag":          {"images", "list", "--nope"},
+		"no subcommand":          {"images"},
+		"unknown subcommand":     {"images", "build"},
+		"push without registry":  {"images", "push"},
+		"registry with a scheme": {"images", "push", "--registry", "http://host"},
+		"registry on list":       {"images", "list", "--registry", "host"},
+		"arguments":              {"images", "list", "extra"},
+		"unknown flag":           {"images", "list", "--nope"},
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {

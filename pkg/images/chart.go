@@ -109,25 +109,27 @@ func walkImages(v map[string]any, at string, out *[]ChartImage) {
 }
 
 // MirrorRef names ref in another registry: the registry host is replaced
-// by registry, the rest of the repository path and the tag are kept as
-// written. "ghcr.io/blinkchamber/agent:v1" becomes
-// "HOST/blinkchamber/agent:v1"; "hashicorp/vault:1.21.0" and
-// "postgres:17.2", which name no host, become "HOST/hashicorp/vault:1.21.0"
-// and "HOST/postgres:17.2". A chart value that prefixes global.imageRegistry
-// to a repository must drop the host the same way.
+// by registry (HOST, HOST:PORT, or either with a path), the rest of the
+// repository path and the tag are kept as written.
+// "ghcr.io/blinkchamber/agent:v1" becomes "HOST/blinkchamber/agent:v1";
+// "hashicorp/vault:1.21.0" and "postgres:17.2", which name no host, become
+// "HOST/hashicorp/vault:1.21.0" and "HOST/postgres:17.2". The chart's
+// global.imageRegistry names images the same way.
 func MirrorRef(ref, registry string) (string, error) {
 	if _, err := name.NewTag(ref); err != nil {
 		return "", fmt.Errorf("image name %q: %w", ref, err)
 	}
-	if _, err := name.NewRegistry(registry, name.StrictValidation); err != nil || registry == "" || strings.Contains(registry, "/") {
-		return "", fmt.Errorf("registry %q: want HOST or HOST:PORT", registry)
+	host, _, _ := strings.Cut(registry, "/")
+	if _, err := name.NewRegistry(host, name.StrictValidation); err != nil || host == "" || strings.HasSuffix(host, ":") ||
+		strings.HasSuffix(registry, "/") || strings.Contains(registry, "//") || strings.ContainsAny(registry, "@ \t") {
+		return "", fmt.Errorf("registry %q: want HOST[:PORT][/PATH]", registry)
 	}
 	rest := ref
 	if first, after, ok := strings.Cut(ref, "/"); ok && isHost(first) {
 		rest = after
 	}
 	out := registry + "/" + rest
-	if _, err := name.NewTag(out); err != nil {
+	if _, err := name.NewTag(out, name.StrictValidation); err != nil {
 		return "", fmt.Errorf("image name %q: %w", out, err)
 	}
 	return out, nil

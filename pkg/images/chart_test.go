@@ -79,6 +79,8 @@ func TestMirrorRef(t *testing.T) {
 		{"postgres:17.2", "registry.internal:443", "registry.internal:443/postgres:17.2"},
 		{"localhost/team/app:1", "mirror:5000", "mirror:5000/team/app:1"},
 		{"registry.example.com:5000/a/b/c:t", "m.example", "m.example/a/b/c:t"},
+		{"ghcr.io/blinkchamber/agent:v0.1.0", "registry.example.com/mirror", "registry.example.com/mirror/blinkchamber/agent:v0.1.0"},
+		{"postgres:17.2", "10.0.0.1:5000/a/b", "10.0.0.1:5000/a/b/postgres:17.2"},
 	}
 	for _, c := range cases {
 		got, err := MirrorRef(c.ref, c.registry)
@@ -86,7 +88,7 @@ func TestMirrorRef(t *testing.T) {
 			t.Errorf("MirrorRef(%q, %q) = %q, %v; want %q", c.ref, c.registry, got, err, c.want)
 		}
 	}
-	for _, bad := range [][2]string{{"UPPER/case:1", "r"}, {"a:1", "host/path"}, {"a:1", ""}, {"a:1", "bad host"}} {
+	for _, bad := range [][2]string{{"UPPER/case:1", "r"}, {"a:1", "host/"}, {"a:1", "host/Upper"}, {"a:1", "/path"}, {"a:1", ""}, {"a:1", "bad host"}, {"a:1", "http://host"}} {
 		if got, err := MirrorRef(bad[0], bad[1]); err == nil {
 			t.Errorf("MirrorRef(%q, %q) = %q, want an error", bad[0], bad[1], got)
 		}

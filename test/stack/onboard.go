@@ -12,6 +12,8 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -237,6 +239,64 @@ func DescribePods(pods *corev1.PodList) string {
 func NativeSidecar(p *corev1.Pod) bool {
 	for _, c := range p.Spec.InitContainers {
 		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			return true
+		}
+	}
+	return false
+}
+
+// Deploy creates a one-replica Deployment of tmpl in the apps namespace and
+// waits for its pod to be Ready.
+func (s *Stack) Deploy(ctx context.Context, name string, tmpl corev1.PodTemplateSpec) (*corev1.Pod, error) {
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: AppsNamespace},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: tmpl.Labels},
+			Template: tmpl,
+		},
+	}
+	if _, err := s.Node.Clientset.AppsV1().Deployments(AppsNamespace).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating Deployment %s: %w", name, err)
+	}
+	return s.ReadyPod(ctx, name)
+}
+
+// RunJob creates a Job of tmpl (restartPolicy Never, no retries) in the
+// apps namespace, waits for it to complete and returns its pod.
+func (s *Stack) RunJob(ctx context.Context, name string, tmpl corev1.PodTemplateSpec) (*corev1.Pod, error) {
+	tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: AppsNamespace},
+		Spec:       batchv1.JobSpec{Template: tmpl, BackoffLimit: ptr.To[int32](0)},
+	}
+	jobs := s.Node.Clientset.BatchV1().Jobs(AppsNamespace)
+	if _, err := jobs.Create(ctx, job, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating Job %s: %w", name, err)
+	}
+	sel := metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + name}
+	for {
+		j, err := jobs.Get(ctx, name, metav1.GetOptions{})
+		if err == nil && JobComplete(j) {
+			pods, err := s.Node.Clientset.CoreV1().Pods(AppsNamespace).List(ctx, sel)
+			if err != nil || len(pods.Items) == 0 {
+				return nil, fmt.Errorf("finding the pod of Job %s: %v", name, err)
+			}
+			return &pods.Items[0], nil
+		}
+		select {
+		case <-ctx.Done():
+			pods, _ := s.Node.Clientset.CoreV1().Pods(AppsNamespace).List(context.Background(), sel)
+			return nil, fmt.Errorf("Job %s did not complete: %s", name, DescribePods(pods))
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// JobComplete reports the Job's Complete condition.
+func JobComplete(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
 			return true
 		}
 	}
