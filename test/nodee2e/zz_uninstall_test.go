@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"helm.sh/helm/v3/pkg/action"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/blinkchamber/blinkchamber/test/stack"
@@ -32,16 +31,11 @@ var keptOnUninstall = []string{
 func TestUninstallLeavesWhatTheDocsSay(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cfg, err := st.HelmConfig()
-	if err != nil {
+	if err := st.Uninstall(3 * time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	un := action.NewUninstall(cfg)
-	un.Wait, un.Timeout = true, 3*time.Minute
-	if _, err := un.Run(stack.Release); err != nil {
-		t.Fatalf("helm uninstall: %v", err)
-	}
 	var left []string
+	var err error
 	for {
 		if left, err = leftovers(ctx); err != nil {
 			t.Fatal(err)

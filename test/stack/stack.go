@@ -244,3 +244,18 @@ func (s *Stack) Logs(ctx context.Context) string {
 	}
 	return b.String()
 }
+
+// Uninstall runs `helm uninstall` of the release and waits up to timeout
+// for what it deletes to be gone.
+func (s *Stack) Uninstall(timeout time.Duration) error {
+	cfg, err := s.HelmConfig()
+	if err != nil {
+		return err
+	}
+	un := action.NewUninstall(cfg)
+	un.Wait, un.Timeout = true, timeout
+	if _, err := un.Run(Release); err != nil {
+		return fmt.Errorf("helm uninstall %s: %w", Release, err)
+	}
+	return nil
+}
