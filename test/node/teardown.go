@@ -54,7 +54,7 @@ func stopRecorded(procs []procRecord, logf func(string, ...any)) {
 			_ = syscall.Kill(p.Pid, syscall.SIGTERM)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(3 * time.Second)
 	for _, p := range procs {
 		for p.alive() && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
