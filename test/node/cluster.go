@@ -313,3 +313,28 @@ func Preflight() error {
 	}
 	return nil
 }
+
+// Processes lists the node's running parts by name (etcd, kube-apiserver,
+// kubelet, containerd, ...) with their pids, for measurements.
+func (c *Cluster) Processes() map[string]int {
+	out := map[string]int{}
+	for _, p := range c.procs {
+		if p.running() {
+			out[p.name] = p.cmd.Process.Pid
+		}
+	}
+	return out
+}
+
+// PodsMemory is the memory charged to the node's pods (the kubelet's
+// kubepods cgroup, v1 memory hierarchy): resident anonymous memory plus
+// page cache, in bytes; 0 where it cannot be read.
+func (c *Cluster) PodsMemory() int64 {
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", cgroupRoot, "kubepods", "memory.usage_in_bytes"))
+	if err != nil {
+		return 0
+	}
+	var n int64
+	_, _ = fmt.Sscan(string(b), &n)
+	return n
+}
