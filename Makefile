@@ -23,7 +23,7 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
-## deps: system packages the e2e tests need (PostgreSQL, util-linux), from Debian
+## deps: system packages the tests need (containerd, runc, CNI plugins, iptables, PostgreSQL, util-linux, ca-certificates), from Debian
 deps:
 	bash hack/system-deps.sh
 
@@ -44,7 +44,7 @@ else
 	$(GO) run ./hack/images -version $(VERSION) -out $(IMAGES)
 endif
 
-## tools: build (or find cached) etcd, kube-apiserver and Vault
+## tools: build (or find cached) etcd, Vault and the Kubernetes parts of the local node
 tools: deps
 	$(GO) run ./test/toolchain/cmd/tools
 
@@ -75,7 +75,7 @@ fuzz:
 	$(FUZZ) ./test/images -fuzz '^FuzzParseDockerfile$$'
 	$(FUZZ) ./test/images -fuzz '^FuzzParseLDD$$'
 
-## demo: the whole job end to end on loopback, then tear down
+## demo: the whole job end to end on a real local node (as root), then tear down
 demo: tools
 	$(GO) run ./test/demo
 
@@ -85,6 +85,7 @@ bench: tools
 	$(GO) run ./test/bench/agentbench -out docs/benchmarks.md -plots docs/benchmarks -sizes 1,10,50 -starts 20 -replicas 3 -idle 5m0s -render-interval 5s -rotation-intervals 1s,5s -rotations 50
 	mkdir -p docs/benchmarks && $(GO) run ./test/bench/fleetbench -out docs/benchmarks.md -plot docs/benchmarks/fleet.png
 	$(GO) run ./test/bench/webhookbench -out docs/benchmarks.md -plot-dir docs/benchmarks
+	$(GO) run ./test/bench/nodebench -out docs/benchmarks.md -cold
 
 ## soak: 200 agents for 10 minutes, 30 s token TTLs, rotating secrets; then the
 ## webhook under 64 concurrent clients for 60 s; not run by CI
