@@ -57,8 +57,10 @@ type Cluster struct {
 	procs   []*proc
 	netns   string
 	etcdURL string
-	unlock  func()
+	lock    *os.File // the machine's node lock, held while the node exists
 	janitor *os.File // write end of the pipe the janitor waits on
+	// before is the machine as the node found it, read under the lock.
+	before Machine
 }
 
 const cgroupRoot = "blinkchamber-node"
@@ -99,26 +101,38 @@ func (c *Cluster) claim() error {
 	if err != nil {
 		return err
 	}
-	if c.unlock, err = lockFile(filepath.Join(cache, "node.lock")); err != nil {
+	if c.lock, err = lockFile(LockPath(cache)); err != nil {
 		return err
 	}
+	if err := c.prepare(cache); err != nil {
+		unlockFile(c.lock)
+		return err
+	}
+	return nil
+}
+
+// LockPath is the machine's node lock in the tools cache.
+func LockPath(cache string) string { return filepath.Join(cache, "node.lock") }
+
+func (c *Cluster) prepare(cache string) error {
 	statePath := filepath.Join(cache, "node-state.json")
 	if old, err := loadState(statePath); err == nil {
 		c.step("cleaning up after an earlier node that was not stopped (%s)", old.Dir)
 		if err := teardown(old, c.step); err != nil {
-			c.unlock()
 			return fmt.Errorf("cleaning up the earlier node: %w", err)
 		}
 	}
+	var err error
+	if c.before, err = Snapshot(); err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
-		c.unlock()
 		return err
 	}
 	c.Dir = dir
 	c.st = &state{path: statePath, Dir: dir}
 	if err := c.st.recordFixedPaths(); err != nil {
-		c.unlock()
 		return err
 	}
 	return c.startJanitor(filepath.Join(cache, "node-janitor.log"))
@@ -273,8 +287,13 @@ func (c *Cluster) poll(ctx context.Context, what string, fn func(context.Context
 	}
 }
 
-// Stop tears the cluster down and puts the machine back as it was. It is
-// safe to call more than once.
+// ErrMachineChanged means the machine was not as the node found it after
+// the node stopped.
+var ErrMachineChanged = errors.New("the node left the machine changed")
+
+// Stop tears the cluster down and checks that the machine is as the node
+// found it (ErrMachineChanged, with what differs, if not). It is safe to
+// call more than once.
 func (c *Cluster) Stop() error {
 	if c.st == nil {
 		return nil
@@ -285,7 +304,14 @@ func (c *Cluster) Stop() error {
 	if c.janitor != nil {
 		c.janitor.Close() // the janitor finds no state and exits
 	}
-	c.unlock()
+	// Still under the lock: no other node can have started meanwhile.
+	after, serr := Snapshot()
+	if serr != nil {
+		err = errors.Join(err, serr)
+	} else if d := c.before.Diff(after); d != "" {
+		err = errors.Join(err, fmt.Errorf("%w:\n%s", ErrMachineChanged, d))
+	}
+	unlockFile(c.lock)
 	return err
 }
 

@@ -45,7 +45,8 @@ func janitor(statePath string) int {
 
 // startJanitor starts the janitor in a session of its own, so that a
 // Ctrl-C or a test timeout that kills our process group leaves it running
-// to clean up.
+// to clean up. It holds the node lock (an inherited descriptor) until it
+// exits.
 func (c *Cluster) startJanitor(logPath string) error {
 	self, err := os.Executable()
 	if err != nil {
@@ -68,6 +69,9 @@ func (c *Cluster) startJanitor(logPath string) error {
 	cmd.Args = []string{"blinkchamber-node-janitor"}
 	cmd.Env = append(os.Environ(), janitorEnv+"="+c.st.path)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = r, lf, lf
+	// The janitor inherits the node lock, so that no other node starts
+	// while it tears this one down after our death.
+	cmd.ExtraFiles = []*os.File{c.lock}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		w.Close()

@@ -99,8 +99,10 @@ func (p procRecord) alive() bool {
 
 // lockFile takes the machine-wide node lock: the kubelet and containerd use
 // fixed paths (/run/containerd, /var/lib/kubelet/device-plugins), so only one
-// node can run on a machine at a time. It blocks until the lock is free.
-func lockFile(path string) (func(), error) {
+// node can run on a machine at a time. It blocks until the lock is free. The
+// lock belongs to the returned file's open description: a child that
+// inherits the file (the janitor) holds it too, until it exits.
+func lockFile(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
@@ -112,10 +114,13 @@ func lockFile(path string) (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("taking the node lock %s: %w", path, err)
 	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+	return f, nil
+}
+
+// unlockFile releases the lock for every holder of f's open description.
+func unlockFile(f *os.File) {
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	f.Close()
 }
 
 // fixedPaths are used by the kubelet, containerd and the CNI library
