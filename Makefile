@@ -72,6 +72,7 @@ fuzz:
 	$(FUZZ) ./pkg/envfile -fuzz '^FuzzParse$$'
 	$(FUZZ) ./pkg/bootstrap/config -fuzz '^FuzzParse$$'
 	$(FUZZ) ./pkg/injector -fuzz '^FuzzAdmissionReview$$'
+	$(FUZZ) ./test/node -fuzz '^FuzzParseMountinfo$$'
 	$(FUZZ) ./test/images -fuzz '^FuzzParseDockerfile$$'
 	$(FUZZ) ./test/images -fuzz '^FuzzParseLDD$$'
 

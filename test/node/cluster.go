@@ -101,17 +101,20 @@ func (c *Cluster) claim() error {
 	if err != nil {
 		return err
 	}
-	if c.lock, err = lockFile(LockPath(cache)); err != nil {
+	if c.lock, err = toolchain.LockFile(LockPath(cache)); err != nil {
 		return err
 	}
 	if err := c.prepare(cache); err != nil {
-		unlockFile(c.lock)
+		toolchain.UnlockFile(c.lock)
 		return err
 	}
 	return nil
 }
 
-// LockPath is the machine's node lock in the tools cache.
+// LockPath is the machine's node lock in the tools cache. The kubelet and
+// containerd use fixed paths (/run/containerd,
+// /var/lib/kubelet/device-plugins), so only one node can run on a machine
+// at a time; the lock is held while a node exists, by its janitor too.
 func LockPath(cache string) string { return filepath.Join(cache, "node.lock") }
 
 func (c *Cluster) prepare(cache string) error {
@@ -311,7 +314,7 @@ func (c *Cluster) Stop() error {
 	} else if d := c.before.Diff(after); d != "" {
 		err = errors.Join(err, fmt.Errorf("%w:\n%s", ErrMachineChanged, d))
 	}
-	unlockFile(c.lock)
+	toolchain.UnlockFile(c.lock)
 	return err
 }
 

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -85,33 +84,20 @@ func Snapshot() (Machine, error) {
 // mountTable lists mount points with their source and type; IDs are left
 // out, as they change with every remount elsewhere.
 func mountTable() ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := readMounts()
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 10 {
-			continue
-		}
-		sep := 6
-		for sep < len(fs) && fs[sep] != "-" {
-			sep++
-		}
+	for _, m := range ms {
 		// The process shim of package harness mounts in its own pod
 		// directories while other test packages run beside this one.
-		if strings.Contains(fs[4], "/blinkchamber-pod-") {
-			continue
-		}
-		if sep+2 < len(fs) {
-			out = append(out, fs[4]+" "+fs[sep+1]+" "+fs[sep+2])
+		if !strings.Contains(m.Point, "/blinkchamber-pod-") {
+			out = append(out, m.Point+" "+m.Type+" "+m.Source)
 		}
 	}
 	sort.Strings(out)
-	return out, sc.Err()
+	return out, nil
 }
 
 // cgroupTree lists cgroup directories two levels deep in every hierarchy

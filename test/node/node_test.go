@@ -138,11 +138,11 @@ func TestJanitorCleansUpAfterKilledProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The janitor holds the node lock until it is done.
-	lock, err := lockFile(LockPath(cache))
+	lock, err := toolchain.LockFile(LockPath(cache))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unlockFile(lock)
+	defer toolchain.UnlockFile(lock)
 	if _, err := os.Stat(filepath.Join(cache, "node-state.json")); !os.IsNotExist(err) {
 		t.Fatalf("the janitor left the node's state (%v):\n%s", err, tail(filepath.Join(cache, "node-janitor.log"), 3000))
 	}

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // state is everything a node changed on the machine, written to disk after
@@ -95,32 +93,6 @@ func procStart(pid int) (uint64, error) {
 func (p procRecord) alive() bool {
 	st, err := procStart(p.Pid)
 	return err == nil && st == p.Start
-}
-
-// lockFile takes the machine-wide node lock: the kubelet and containerd use
-// fixed paths (/run/containerd, /var/lib/kubelet/device-plugins), so only one
-// node can run on a machine at a time. It blocks until the lock is free. The
-// lock belongs to the returned file's open description: a child that
-// inherits the file (the janitor) holds it too, until it exits.
-func lockFile(path string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening the node lock %s: %w", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("taking the node lock %s: %w", path, err)
-	}
-	return f, nil
-}
-
-// unlockFile releases the lock for every holder of f's open description.
-func unlockFile(f *os.File) {
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	f.Close()
 }
 
 // fixedPaths are used by the kubelet, containerd and the CNI library

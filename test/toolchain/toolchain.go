@@ -183,6 +183,20 @@ func isExecutable(p string) bool {
 }
 
 func lock(path string) (func(), error) {
+	f, err := LockFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return func() { UnlockFile(f) }, nil
+}
+
+// LockFile takes an exclusive lock on the file at path (made if missing),
+// waiting for it. The lock belongs to the file's open description: a child
+// process that inherits the file holds it too, until it exits.
+func LockFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", path, err)
@@ -191,10 +205,13 @@ func lock(path string) (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+	return f, nil
+}
+
+// UnlockFile releases the lock for every holder of f's open description.
+func UnlockFile(f *os.File) {
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	f.Close()
 }
 
 func tail(b []byte, n int) []byte {
