@@ -30,7 +30,7 @@ type verdict struct {
 func markdown(o options, res results, figs []figure) string {
 	var b strings.Builder
 	m := res.machine
-	fmt.Fprintf(&b, "## Agent against `vault agent` (issue #6)\n\n")
+	fmt.Fprintf(&b, "## Agent against `vault agent`\n\n")
 	fmt.Fprintf(&b, "Command (`make bench`): `go run ./test/bench/agentbench -out %s -plots %s -sizes %s -starts %d -replicas %d -idle %s -render-interval %s -rotation-intervals %s -rotations %d`\n\n",
 		o.out, o.plots, joinInts(o.sizes), o.starts, o.replicas, o.idle, o.interval, joinDurations(o.rotationIntervals), o.rotations)
 	fmt.Fprintf(&b, "Machine: %d cores (%s), %.1f GiB memory, Go %s, run on %s; load average %s at the start, %s at the end.\n\n",

@@ -32,7 +32,7 @@ func command(o options) string {
 func render(o options, rows []result, loads [2]string) string {
 	var b strings.Builder
 	memTotal, _ := procstat.MemInfoKiB("MemTotal")
-	fmt.Fprintf(&b, "## Fleet: many agents against one Vault (issue #6)\n\n")
+	fmt.Fprintf(&b, "## Fleet: many agents against one Vault\n\n")
 	fmt.Fprintf(&b, "Command: `%s`  \n", command(o))
 	fmt.Fprintf(&b, "Machine: %d cores, %.1f GiB memory, Go %s, %s; shared with other work (load average %s at the start, %s at the end), so latencies are those of a loaded machine and CPU seconds per operation are the figures that carry over.  \n",
 		runtime.NumCPU(), float64(memTotal)/(1<<20), runtime.Version(), time.Now().UTC().Format("2006-01-02"), loads[0], loads[1])

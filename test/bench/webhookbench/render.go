@@ -47,7 +47,7 @@ func renderWebhook(o options, res results) string {
 	if res.http2 {
 		proto = "HTTP/2, all workers multiplexed on one connection (as the kube-apiserver's webhook client)"
 	}
-	fmt.Fprintf(&b, "## Webhook throughput and latency (issue #6)\n\n")
+	fmt.Fprintf(&b, "## Webhook throughput and latency\n\n")
 	fmt.Fprintf(&b, "Command: `go run ./test/bench/webhookbench %s`  \n", res.args)
 	fmt.Fprintf(&b, "Machine: %d cores, %.1f GiB memory, Go %s, %s. Load average (1, 5, 15 min) before: %s, after: %s; other work shared the machine, and the load generator runs on the same cores as the injector.\n\n",
 		runtime.NumCPU(), memTotalGiB(), runtime.Version(), res.started.UTC().Format("2006-01-02 15:04 MST"), res.loadBefore, res.loadAfter)
@@ -81,7 +81,7 @@ func renderWebhook(o options, res results) string {
 func renderComparison(b *strings.Builder, points []point) {
 	fmt.Fprintf(b, "\n### Against the Vault Agent Injector (vault-k8s), %d-secret pod\n\n", targetSecrets)
 	fmt.Fprintf(b, "vault-k8s could not be run here: the Go module proxy answers 403 \"This module version is not available\" for github.com/hashicorp/vault-k8s (every version tried, v0.16.1 to v1.7.0). "+
-		"Its figures are the ones stated in issue #6 for its own handler driven the same way on this machine with a 3-secret pod; they were not measured in this run, so the ratios compare runs at different times and loads.\n\n")
+		"Its figures are the project's earlier measurement of its own handler, driven the same way on a machine of the same kind (2 cores) with a 3-secret pod; they were not measured in this run, so the ratios compare runs at different times and loads.\n\n")
 	fmt.Fprintf(b, "| concurrency | vault-k8s admissions/s | vault-k8s p99 | blinkchamber admissions/s | blinkchamber p99 | throughput ratio | p99 ratio |\n|---|---|---|---|---|---|---|\n")
 	for _, ref := range vaultK8s {
 		p, ok := find(points, targetSecrets, ref.concurrency)

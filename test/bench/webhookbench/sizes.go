@@ -51,7 +51,7 @@ func mib(b int64) float64 { return float64(b) / (1 << 20) }
 // renderSizes is the "sizes" section.
 func renderSizes(ours []binarySize, vault binarySize) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## Binary and image sizes (issue #6)\n\n")
+	fmt.Fprintf(&b, "## Binary and image sizes\n\n")
 	fmt.Fprintf(&b, "Built exactly as the Dockerfile builds them (`CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w [-X ...Version=dev]\"`), by `go run ./test/bench/webhookbench`. ")
 	fmt.Fprintf(&b, "Image = binary + the `gcr.io/distroless/static-debian12:nonroot` base, assumed %.0f MiB uncompressed: the distroless README gives \"around 2 MiB\" for it; there is no Docker engine here to weigh it. gzip is the binary compressed at the default level, about what its layer weighs in a registry (the base adds at most %.0f MiB more).\n\n", distrolessStaticMiB, distrolessStaticMiB)
 	fmt.Fprintf(&b, "| program | stripped static binary | gzip | image (binary + base) | binary / vault |\n|---|---|---|---|---|\n")
