@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -53,6 +54,8 @@ type Config struct {
 	AgentRunAsUser     int64
 	AgentHealthPort    int
 	AgentMetricsPort   int
+	// LogLevel is the lowest level logged: debug, info, warn or error.
+	LogLevel string
 }
 
 // NewConfig returns the defaults documented in the README.
@@ -77,6 +80,7 @@ func NewConfig() *Config {
 		AgentMemoryLimit:       qty(d.Limits.Memory()),
 		AgentRunAsUser:         d.RunAsUser,
 		AgentHealthPort:        d.HealthPort,
+		LogLevel:               "info",
 	}
 }
 
@@ -121,6 +125,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AgentMemoryLimit, "agent-memory-limit", c.AgentMemoryLimit, "default agent memory limit")
 	fs.Int64Var(&c.AgentRunAsUser, "agent-run-as-user", c.AgentRunAsUser, "agent uid when the app's securityContext names none")
 	fs.IntVar(&c.AgentHealthPort, "agent-health-port", c.AgentHealthPort, "agent's localhost port for health and metrics")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "lowest level logged: debug, info, warn or error")
 	fs.IntVar(&c.AgentMetricsPort, "agent-metrics-port", c.AgentMetricsPort, "when not 0, agents also serve /metrics on this port of the pod IP (container port "+mutate.MetricsPortName+") for Prometheus")
 }
 
@@ -188,10 +193,23 @@ func (c *Config) Validate() error {
 	} else if c.AgentMetricsPort != 0 && c.AgentMetricsPort == c.AgentHealthPort {
 		bad("agent-metrics-port", "%d is the agent's health port", c.AgentMetricsPort)
 	}
+	if _, err := c.zapLevel(); err != nil {
+		bad("log-level", "%q must be debug, info, warn or error", c.LogLevel)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
 	return nil
+}
+
+// zapLevel is LogLevel as zap's level; zap's panic and fatal levels are
+// not offered, as they would hide errors.
+func (c *Config) zapLevel() (zapcore.Level, error) {
+	l, err := zapcore.ParseLevel(c.LogLevel)
+	if err != nil || l > zapcore.ErrorLevel {
+		return 0, fmt.Errorf("log level %q: %w", c.LogLevel, ErrConfig)
+	}
+	return l, nil
 }
 
 // hosts are the serving certificate's names: the flag, else the names the

@@ -37,6 +37,9 @@ func TestConfigValidate(t *testing.T) {
 		{"agent metrics port out of range", func(c *Config) { c.AgentMetricsPort = 70000 }, "--agent-metrics-port"},
 		{"agent metrics on the health port", func(c *Config) { c.AgentMetricsPort = c.AgentHealthPort }, "--agent-metrics-port"},
 		{"cert host with a path", func(c *Config) { _ = c.CertHosts.Set("a/b") }, "--cert-hosts"},
+		{"valid, debug logs", func(c *Config) { c.LogLevel = "debug" }, ""},
+		{"unknown log level", func(c *Config) { c.LogLevel = "verbose" }, "--log-level"},
+		{"fatal log level", func(c *Config) { c.LogLevel = "fatal" }, "--log-level"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

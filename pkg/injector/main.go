@@ -33,7 +33,10 @@ func Main(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	zl, err := zap.NewProduction()
+	level, _ := cfg.zapLevel() // validated
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zl, err := zc.Build()
 	if err != nil {
 		fmt.Fprintln(stderr, "creating logger:", err)
 		return 1
