@@ -23,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -74,6 +75,38 @@ func render(t *testing.T, ch *chart.Chart, env string) []*unstructured.Unstructu
 // values first (when it is not nil).
 func renderWith(t *testing.T, ch *chart.Chart, env string, edit func(user map[string]any)) []*unstructured.Unstructured {
 	t.Helper()
+	files := renderFiles(t, ch, env, edit)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var objs []*unstructured.Unstructured
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".yaml") {
+			continue
+		}
+		for _, doc := range strings.Split(files[n], "\n---") {
+			if strings.TrimSpace(strings.TrimPrefix(doc, "---")) == "" {
+				continue
+			}
+			u := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+				t.Fatalf("%s (%s) is not YAML: %v\n%s", n, env, err, doc)
+			}
+			if len(u.Object) == 0 {
+				continue
+			}
+			objs = append(objs, u)
+		}
+	}
+	return objs
+}
+
+// renderFiles renders the chart's templates for env (with edit applied to
+// the values) and returns them by file name, NOTES.txt included.
+func renderFiles(t *testing.T, ch *chart.Chart, env string, edit func(user map[string]any)) map[string]string {
+	t.Helper()
 	base, all := strings.CutSuffix(env, "+all")
 	user := envValues(t, base)
 	apps, _ := user["apps"].(map[string]any)
@@ -103,31 +136,7 @@ func renderWith(t *testing.T, ch *chart.Chart, env string, edit func(user map[st
 	if err != nil {
 		t.Fatalf("rendering for %s: %v", env, err)
 	}
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var objs []*unstructured.Unstructured
-	for _, n := range names {
-		if !strings.HasSuffix(n, ".yaml") {
-			continue
-		}
-		for _, doc := range strings.Split(files[n], "\n---") {
-			if strings.TrimSpace(strings.TrimPrefix(doc, "---")) == "" {
-				continue
-			}
-			u := &unstructured.Unstructured{}
-			if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-				t.Fatalf("%s (%s) is not YAML: %v\n%s", n, env, err, doc)
-			}
-			if len(u.Object) == 0 {
-				continue
-			}
-			objs = append(objs, u)
-		}
-	}
-	return objs
+	return files
 }
 
 func loadChart(t *testing.T) *chart.Chart {
@@ -158,18 +167,27 @@ func TestChartRendersObjectsTheAPIServerAccepts(t *testing.T) {
 	defer cancel()
 	ch := loadChart(t)
 	// The release namespace with its "default" ServiceAccount, as a real
-	// cluster's controller-manager would make it (the helm test pods use it).
+	// cluster's controller-manager would make it (the helm test pods use
+	// it), and the PriorityClass everyKnob names (admission refuses a pod
+	// naming one that does not exist).
 	for _, obj := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: chartNamespace}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: chartNamespace}},
+		&schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "platform-critical"}, Value: 1000},
 	} {
 		if err := kube.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
 		}
 	}
-	for _, env := range renderCases {
+	// +knobs: every scheduling, metadata and digest value set (everyKnob).
+	for _, env := range append(slices.Clone(renderCases), "development+all+knobs") {
 		t.Run(env, func(t *testing.T) {
-			objs := render(t, ch, env)
+			base, knobs := strings.CutSuffix(env, "+knobs")
+			var edit func(user map[string]any)
+			if knobs {
+				edit = everyKnob
+			}
+			objs := renderWith(t, ch, base, edit)
 			if len(objs) < 10 {
 				t.Fatalf("only %d objects rendered", len(objs))
 			}
