@@ -130,22 +130,7 @@ func TestChartKnobsGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "chart", tc.name+".golden")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./test/e2e -run TestChartKnobsGolden -update to create it)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("the rendered pods differ from %s; rerun with -update if intended.\n--- got ---\n%s", golden, got)
-			}
+			checkGolden(t, tc.name, got)
 		})
 	}
 }
@@ -217,19 +202,29 @@ func TestChartNotes(t *testing.T) {
 			if env != "development" && strings.Contains(notes, "WARNING (development)") {
 				t.Errorf("the notes of %s warn about development's key store", env)
 			}
-			golden := filepath.Join("testdata", "chart", "notes-"+env+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(notes), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./test/e2e -run TestChartNotes -update to create it)", err)
-			}
-			if notes != string(want) {
-				t.Errorf("the notes differ from %s; rerun with -update if intended.\n--- got ---\n%s", golden, notes)
-			}
+			checkGolden(t, "notes-"+env, []byte(notes))
 		})
+	}
+}
+
+// checkGolden compares got with testdata/chart/<name>.golden, which
+// -update rewrites.
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	golden := filepath.Join("testdata", "chart", name+".golden")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./test/e2e -run %s -update to create it)", err, t.Name())
+	}
+	if string(got) != string(want) {
+		t.Errorf("the render differs from %s; rerun with -update if intended.\n--- got ---\n%s", golden, got)
 	}
 }
