@@ -97,28 +97,38 @@ func (c *Cluster) step(format string, args ...any) {
 // claim takes the machine's node lock, cleans up after an earlier run that
 // died with its janitor, and records the new node's directory.
 func (c *Cluster) claim() error {
-	cache, err := toolchain.CacheRoot()
-	if err != nil {
+	if err := os.MkdirAll(RunDir, 0o755); err != nil {
+		return fmt.Errorf("the node's run directory: %w", err)
+	}
+	var err error
+	if c.lock, err = toolchain.LockFile(LockPath()); err != nil {
 		return err
 	}
-	if c.lock, err = toolchain.LockFile(LockPath(cache)); err != nil {
-		return err
-	}
-	if err := c.prepare(cache); err != nil {
+	if err := c.prepare(); err != nil {
 		toolchain.UnlockFile(c.lock)
 		return err
 	}
 	return nil
 }
 
-// LockPath is the machine's node lock in the tools cache. The kubelet and
-// containerd use fixed paths (/run/containerd,
-// /var/lib/kubelet/device-plugins), so only one node can run on a machine
-// at a time; the lock is held while a node exists, by its janitor too.
-func LockPath(cache string) string { return filepath.Join(cache, "node.lock") }
+// RunDir holds the machine's node lock, the state of the node that holds
+// it and its janitor's log. The kubelet and containerd use fixed paths
+// (/run/containerd, /var/lib/kubelet/device-plugins), so only one node can
+// run on a machine at a time, whichever tools cache it was built from: the
+// lock is a machine path, not a cache path. It is under /run because what
+// it guards (processes, mounts, namespaces) does not outlive a reboot.
+const RunDir = "/run/blinkchamber-node"
 
-func (c *Cluster) prepare(cache string) error {
-	statePath := filepath.Join(cache, "node-state.json")
+// LockPath is the machine's node lock, held while a node exists, by its
+// janitor too.
+func LockPath() string { return filepath.Join(RunDir, "node.lock") }
+
+// StatePath records the running node, for the cleanup after a run that
+// died with its janitor.
+func StatePath() string { return filepath.Join(RunDir, "node-state.json") }
+
+func (c *Cluster) prepare() error {
+	statePath := StatePath()
 	if old, err := loadState(statePath); err == nil {
 		c.step("cleaning up after an earlier node that was not stopped (%s)", old.Dir)
 		if err := teardown(old, c.step); err != nil {
@@ -138,7 +148,7 @@ func (c *Cluster) prepare(cache string) error {
 	if err := c.st.recordFixedPaths(); err != nil {
 		return err
 	}
-	return c.startJanitor(filepath.Join(cache, "node-janitor.log"))
+	return c.startJanitor(filepath.Join(RunDir, "janitor.log"))
 }
 
 type binaries struct{ etcd, apiserver, kcm, scheduler, kubelet, proxy, dns string }

@@ -133,18 +133,14 @@ func TestJanitorCleansUpAfterKilledProcess(t *testing.T) {
 	}
 	_ = child.Process.Signal(syscall.SIGKILL)
 	_ = child.Wait()
-	cache, err := toolchain.CacheRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The janitor holds the node lock until it is done.
-	lock, err := toolchain.LockFile(LockPath(cache))
+	lock, err := toolchain.LockFile(LockPath())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer toolchain.UnlockFile(lock)
-	if _, err := os.Stat(filepath.Join(cache, "node-state.json")); !os.IsNotExist(err) {
-		t.Fatalf("the janitor left the node's state (%v):\n%s", err, tail(filepath.Join(cache, "node-janitor.log"), 3000))
+	if _, err := os.Stat(StatePath()); !os.IsNotExist(err) {
+		t.Fatalf("the janitor left the node's state (%v):\n%s", err, tail(filepath.Join(RunDir, "janitor.log"), 3000))
 	}
 	var before Machine
 	b, err := os.ReadFile(beforeFile)
