@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -34,8 +35,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "demo failed:", err)
-		os.Exit(1)
+		what, code := "demo failed", 1
+		if ctx.Err() != nil {
+			what, code = "demo interrupted", 130
+		}
+		fmt.Fprintln(os.Stderr, what+":", err)
+		os.Exit(code)
 	}
 }
 
@@ -72,9 +77,8 @@ func run(ctx context.Context, out io.Writer) (err error) {
 		serr := st.Stop()
 		if serr == nil {
 			s.say("the machine is as it was: mounts, cgroups, links, routes, sysctls, netfilter rules, system paths and processes")
-		} else if err == nil {
-			err = serr
 		}
+		err = errors.Join(err, serr)
 	}()
 	if err := showRelease(ctx, s, st); err != nil {
 		return err

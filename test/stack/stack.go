@@ -90,7 +90,11 @@ func Install(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	if err := s.install(ctx); err != nil {
-		return nil, errors.Join(err, s.Stop())
+		serr := s.Stop()
+		if serr == nil {
+			s.say("the node is stopped and the machine is as it was")
+		}
+		return nil, errors.Join(err, serr)
 	}
 	return s, nil
 }
