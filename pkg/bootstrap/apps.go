@@ -5,16 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/storage/driver"
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/kube"
+	releasev1 "helm.sh/helm/v4/pkg/release/v1"
+	"helm.sh/helm/v4/pkg/storage/driver"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 )
+
+// ErrReleaseFormat is returned when the release in the cluster is not in
+// the release format of apiVersion v2 charts.
+var ErrReleaseFormat = errors.New("release is not in Helm's v1 release format")
 
 // Release is where phase 4 installs the chart.
 type Release struct {
@@ -36,12 +43,12 @@ func appsSteps(spec *Spec) []Step {
 			if err != nil {
 				return Change{}, err
 			}
-			rel, err := action.NewGet(cfg).Run(a.Release)
+			rel, err := getRelease(cfg, a.Release)
 			switch {
 			case errors.Is(err, driver.ErrReleaseNotFound):
 				return Needs("install %s with values-%s.yaml", a.ChartDir, spec.Environment), nil
 			case err != nil:
-				return Change{}, fmt.Errorf("reading release %s: %w", a.Release, err)
+				return Change{}, err
 			}
 			ch, err := loader.Load(a.ChartDir)
 			if err != nil {
@@ -61,14 +68,18 @@ func appsSteps(spec *Spec) []Step {
 			if err != nil {
 				return err
 			}
+			// As `helm install`/`helm upgrade` of Helm 4 without --wait:
+			// server-side apply (an upgrade keeps the release's own
+			// method), and only the hooks are waited for.
 			if _, err := action.NewGet(cfg).Run(a.Release); errors.Is(err, driver.ErrReleaseNotFound) {
 				in := action.NewInstall(cfg)
 				in.ReleaseName, in.Namespace, in.CreateNamespace = a.Release, a.Namespace, true
+				in.WaitStrategy = kube.HookOnlyStrategy
 				_, err = in.RunWithContext(ctx, ch, vals)
 				return err
 			}
 			up := action.NewUpgrade(cfg)
-			up.Namespace = a.Namespace
+			up.Namespace, up.WaitStrategy = a.Namespace, kube.HookOnlyStrategy
 			_, err = up.RunWithContext(ctx, a.Release, ch, vals)
 			return err
 		}}}
@@ -81,16 +92,32 @@ func appsRelease(spec *Spec) (*action.Configuration, map[string]any, error) {
 	if _, err := os.Stat(filepath.Join(a.ChartDir, "Chart.yaml")); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("%w: %s has no Chart.yaml (run from the repository root or pass --chart)", ErrNoChart, a.ChartDir)
 	}
-	vals, err := chartutil.ReadValuesFile(file)
+	vals, err := common.ReadValuesFile(file)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading %s: %w", file, err)
 	}
 	m := vals.AsMap()
 	m["vault"] = map[string]any{"enabled": false, "externalAddress": spec.VaultAddr}
 	m["bootstrap"] = map[string]any{"enabled": false}
-	cfg := &action.Configuration{}
-	if err := cfg.Init(a.Getter, a.Namespace, "secret", func(string, ...any) {}); err != nil {
+	// Helm's own log is left out, as the Helm CLI leaves it out without --debug.
+	cfg := action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler))
+	if err := cfg.Init(a.Getter, a.Namespace, "secret"); err != nil {
 		return nil, nil, fmt.Errorf("helm: %w", err)
 	}
 	return cfg, m, nil
+}
+
+// getRelease is the release's last revision. Helm 4 returns it as an
+// opaque value; this chart's releases are all of Helm's v1 release format
+// (the one of apiVersion v2 charts).
+func getRelease(cfg *action.Configuration, name string) (*releasev1.Release, error) {
+	r, err := action.NewGet(cfg).Run(name)
+	if err != nil {
+		return nil, fmt.Errorf("reading release %s: %w", name, err)
+	}
+	rel, ok := r.(*releasev1.Release)
+	if !ok {
+		return nil, fmt.Errorf("reading release %s: %w: %T", name, ErrReleaseFormat, r)
+	}
+	return rel, nil
 }

@@ -7,9 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v4/pkg/chart/common"
+	chartutil "helm.sh/helm/v4/pkg/chart/common/util"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -183,7 +184,7 @@ func renderValuesErr(ch *chart.Chart, edit func(user map[string]any), skipSchema
 	user := map[string]any{}
 	edit(user)
 	vals, err := chartutil.ToRenderValuesWithSchemaValidation(ch, user,
-		chartutil.ReleaseOptions{Name: "bc", Namespace: chartNamespace, IsInstall: true}, chartutil.DefaultCapabilities, skipSchema)
+		common.ReleaseOptions{Name: "bc", Namespace: chartNamespace, IsInstall: true}, common.DefaultCapabilities, skipSchema)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -11,13 +12,17 @@ import (
 	"testing"
 	"time"
 
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/engine"
-	"helm.sh/helm/v3/pkg/lint"
-	"helm.sh/helm/v3/pkg/lint/support"
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart/common"
+	chartutil "helm.sh/helm/v4/pkg/chart/common/util"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/engine"
+	helmkube "helm.sh/helm/v4/pkg/kube"
+	helmrelease "helm.sh/helm/v4/pkg/release"
+	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -58,7 +63,7 @@ func chartDir(t *testing.T) string {
 // envValues is values-<env>.yaml, as `helm install -f` would pass it.
 func envValues(t *testing.T, env string) map[string]any {
 	t.Helper()
-	v, err := chartutil.ReadValuesFile(filepath.Join(chartDir(t), "values-"+env+".yaml"))
+	v, err := common.ReadValuesFile(filepath.Join(chartDir(t), "values-"+env+".yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +133,7 @@ func renderFiles(t *testing.T, ch *chart.Chart, env string, edit func(user map[s
 		edit(user)
 	}
 	vals, err := chartutil.ToRenderValues(ch, user,
-		chartutil.ReleaseOptions{Name: "bc", Namespace: chartNamespace, IsInstall: true}, chartutil.DefaultCapabilities)
+		common.ReleaseOptions{Name: "bc", Namespace: chartNamespace, IsInstall: true}, common.DefaultCapabilities)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +155,7 @@ func loadChart(t *testing.T) *chart.Chart {
 
 func TestChartLintsWithoutWarnings(t *testing.T) {
 	for _, env := range environments {
-		linter := lint.All(chartDir(t), envValues(t, env), chartNamespace, false)
+		linter := lint.RunAll(chartDir(t), envValues(t, env), chartNamespace)
 		for _, m := range linter.Messages {
 			if m.Severity >= support.WarningSev {
 				t.Errorf("%s: %s", env, m)
@@ -336,20 +341,20 @@ func TestChartInstallUpgradeUninstall(t *testing.T) {
 	vals := envValues(t, "development")
 	// Its own apps namespace: Helm adopts nothing it did not create.
 	vals["apps"] = map[string]any{"namespace": "sdk-apps"}
+	// As `helm install`/`helm upgrade` of Helm 4 without --wait: server-side
+	// apply, and only hooks (none here) waited for.
 	install := action.NewInstall(cfg)
 	install.ReleaseName, install.Namespace, install.DisableHooks = release, ns, true
-	rel, err := install.RunWithContext(ctx, ch, vals)
-	if err != nil {
-		t.Fatalf("install: %v", err)
-	}
+	install.WaitStrategy = helmkube.HookOnlyStrategy
+	rel := releaseOf(t, "install")(install.RunWithContext(ctx, ch, vals))
 	if rel.Info.Status != "deployed" {
 		t.Fatalf("install status %s", rel.Info.Status)
 	}
 	upgrade := action.NewUpgrade(cfg)
-	upgrade.Namespace, upgrade.DisableHooks = ns, true
+	upgrade.Namespace, upgrade.DisableHooks, upgrade.WaitStrategy = ns, true, helmkube.HookOnlyStrategy
 	vals["injector"] = map[string]any{"replicas": 2}
-	if rel, err = upgrade.RunWithContext(ctx, release, ch, vals); err != nil || rel.Version != 2 {
-		t.Fatalf("upgrade: %v", err)
+	if rel = releaseOf(t, "upgrade")(upgrade.RunWithContext(ctx, release, ch, vals)); rel.Version != 2 {
+		t.Fatalf("upgrade: revision %d, want 2", rel.Version)
 	}
 	uninstallRelease(t, kubeconfig, ns, release)
 	// Nothing labelled with the release is left, in any kind the chart makes.
@@ -389,13 +394,29 @@ func leftovers(t *testing.T, ctx context.Context, release string) []string {
 
 func ptrTo[T any](v T) *T { return &v }
 
+// releaseOf is the release an action returned, in Helm's v1 release
+// format (the one of apiVersion v2 charts); it fails the test on err.
+func releaseOf(t *testing.T, what string) func(helmrelease.Releaser, error) *releasev1.Release {
+	return func(r helmrelease.Releaser, err error) *releasev1.Release {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		rel, ok := r.(*releasev1.Release)
+		if !ok {
+			t.Fatalf("%s: release of type %T, want %T", what, r, rel)
+		}
+		return rel
+	}
+}
+
 // helmConfig is the Helm SDK's configuration for namespace ns.
 func helmConfig(t *testing.T, kubeconfig, ns string) *action.Configuration {
 	t.Helper()
 	flags := genericclioptions.NewConfigFlags(false)
 	flags.KubeConfig, flags.Namespace = &kubeconfig, ptrTo(ns)
-	cfg := &action.Configuration{}
-	if err := cfg.Init(flags, ns, "secret", func(string, ...any) {}); err != nil {
+	cfg := action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler))
+	if err := cfg.Init(flags, ns, "secret"); err != nil {
 		t.Fatal(err)
 	}
 	return cfg
@@ -405,7 +426,7 @@ func helmConfig(t *testing.T, kubeconfig, ns string) *action.Configuration {
 func uninstallRelease(t *testing.T, kubeconfig, ns, release string) {
 	t.Helper()
 	uninstall := action.NewUninstall(helmConfig(t, kubeconfig, ns))
-	uninstall.DisableHooks = true
+	uninstall.DisableHooks, uninstall.WaitStrategy = true, helmkube.HookOnlyStrategy
 	if _, err := uninstall.Run(release); err != nil {
 		t.Errorf("uninstalling %s/%s: %v", ns, release, err)
 	}
@@ -571,7 +592,7 @@ func TestChartInjectorGoMemoryLimit(t *testing.T) {
 	t.Run("limit in bytes", func(t *testing.T) {
 		vals, err := chartutil.ToRenderValues(ch, map[string]any{"injector": map[string]any{
 			"resources": map[string]any{"limits": map[string]any{"memory": "134217728"}}}},
-			chartutil.ReleaseOptions{Name: "bc", Namespace: chartNamespace, IsInstall: true}, chartutil.DefaultCapabilities)
+			common.ReleaseOptions{Name: "bc", Namespace: chartNamespace, IsInstall: true}, common.DefaultCapabilities)
 		if err != nil {
 			t.Fatal(err)
 		}

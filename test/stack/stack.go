@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -19,9 +20,10 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v4/pkg/action"
+	chartutil "helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/kube"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
@@ -201,7 +203,9 @@ func (s *Stack) helmInstall(ctx context.Context) error {
 	}
 	in := action.NewInstall(s.helmConf)
 	in.ReleaseName, in.Namespace, in.CreateNamespace = Release, Namespace, true
-	in.Wait, in.WaitForJobs, in.Timeout = true, true, 10*time.Minute
+	// `helm install --wait --wait-for-jobs` of Helm 4: server-side apply
+	// and the kstatus watcher.
+	in.WaitStrategy, in.WaitForJobs, in.Timeout = kube.StatusWatcherStrategy, true, 10*time.Minute
 	if _, err := in.RunWithContext(ctx, ch, s.values()); err != nil {
 		return fmt.Errorf("helm install: %w", err)
 	}
@@ -213,8 +217,8 @@ func (s *Stack) HelmConfig() (*action.Configuration, error) {
 	kc, ns := s.Node.Kubeconfig(), Namespace
 	flags := genericclioptions.NewConfigFlags(false)
 	flags.KubeConfig, flags.Namespace = &kc, &ns
-	cfg := &action.Configuration{}
-	if err := cfg.Init(flags, ns, "secret", func(string, ...any) {}); err != nil {
+	cfg := action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler))
+	if err := cfg.Init(flags, ns, "secret"); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -257,7 +261,7 @@ func (s *Stack) Uninstall(timeout time.Duration) error {
 		return err
 	}
 	un := action.NewUninstall(cfg)
-	un.Wait, un.Timeout = true, timeout
+	un.WaitStrategy, un.Timeout = kube.StatusWatcherStrategy, timeout // `helm uninstall --wait`
 	if _, err := un.Run(Release); err != nil {
 		return fmt.Errorf("helm uninstall %s: %w", Release, err)
 	}

@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v4/pkg/chart/common"
+	chartutil "helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -25,7 +26,7 @@ func runtimeEnv(repo, gogc string) ([]string, error) {
 		return nil, err
 	}
 	vals, err := chartutil.ToRenderValues(ch, map[string]any{},
-		chartutil.ReleaseOptions{Name: "bench", Namespace: "blinkchamber", IsInstall: true}, chartutil.DefaultCapabilities)
+		common.ReleaseOptions{Name: "bench", Namespace: "blinkchamber", IsInstall: true}, common.DefaultCapabilities)
 	if err != nil {
 		return nil, err
 	}
