@@ -23,7 +23,7 @@ import (
 // key and Vault's reason, and nothing was rendered or leaked.
 func TestAgentRefusals(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel) // after the parallel subtests
 	_, err := st.Onboard(ctx, "billing")
 	must(t, err)
 	// Another app, whose role and secrets the billing pod reaches for.
