@@ -38,33 +38,41 @@ func TestAgentRefusals(t *testing.T) {
 	}
 
 	cases := []struct {
-		name     string
-		ann      map[string]string
-		exitCode int32
-		want     []string
+		name       string
+		ann        map[string]string
+		onlyItsOwn bool
+		exitCode   int32
+		want       []string
 	}{
 		{"wrong role", map[string]string{mutate.AnnotationRole: "no-such-role"},
-			agent.ExitLoginRefused, []string{`role \"no-such-role\" at auth/kubernetes`, "invalid role name"}},
+			false, agent.ExitLoginRefused, []string{`role \"no-such-role\" at auth/kubernetes`, "invalid role name"}},
 		{"denied path", map[string]string{mutate.PrefixSecret + "other": stack.KVPath("payroll")},
-			agent.ExitAccess, []string{"vault refused access to the path", stack.KVPath("payroll"), "permission denied"}},
+			false, agent.ExitAccess, []string{"vault refused access to the path", stack.KVPath("payroll"), "permission denied"}},
 		{"another app's role", map[string]string{mutate.AnnotationRole: "payroll"},
-			agent.ExitLoginRefused, []string{`role \"payroll\" at auth/kubernetes`, "service account name not authorized"}},
+			false, agent.ExitLoginRefused, []string{`role \"payroll\" at auth/kubernetes`, "service account name not authorized"}},
 		{"missing key", map[string]string{mutate.PrefixTemplate + "x": `{{ with secret "` + stack.KVPath("billing") + `" }}{{ .Data.data.nope }}{{ end }}`},
-			agent.ExitTemplate, []string{"template failed", "nope"}},
+			true, agent.ExitTemplate, []string{"template failed", "nope"}},
 		{"a key that is no variable name", map[string]string{mutate.PrefixSecret + "bad": stack.KVSecretPath("billing", "bad"), mutate.PrefixFormat + "bad": "env"},
-			agent.ExitTemplate, []string{"db-password", "not a valid environment variable name"}},
+			true, agent.ExitTemplate, []string{"db-password", "not a valid environment variable name"}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ann := map[string]string{mutate.AnnotationMode: string(mutate.ModeInitOnly)}
+			tmpl := st.AppTemplate("billing", ann, "report", mutate.SecretsPath+"/db")
+			if tc.onlyItsOwn {
+				// The template's own secret would render before the
+				// refused one does not: keep it out.
+				delete(tmpl.Annotations, mutate.PrefixSecret+"db")
+				delete(tmpl.Annotations, mutate.PrefixTemplate+"db")
+			}
 			for k, v := range tc.ann {
-				ann[k] = v
+				tmpl.Annotations[k] = v
 			}
 			name := fmt.Sprintf("refused-%d", i)
 			t.Cleanup(func() { deletePod(name) })
 			start := time.Now()
-			pod, err := st.FailedPod(ctx, name, st.AppTemplate("billing", ann, "report", mutate.SecretsPath+"/db"))
+			pod, err := st.FailedPod(ctx, name, tmpl)
 			must(t, err)
 			if elapsed := time.Since(start); elapsed > 30*time.Second {
 				t.Errorf("took %s to fail, want under 30 s", elapsed)
