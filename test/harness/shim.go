@@ -1,21 +1,54 @@
 package harness
 
-// The kubelet shim. There is no container runtime on the machines this
-// project tests on, so no pod ever runs. The shim reads a real (mutated) Pod
-// back from the API server and runs the containers whose image the test maps
-// to a local executable, doing what the kubelet and the runtime would do for
-// them: volumes (tmpfs emptyDirs with their size limit, projected
-// ServiceAccount tokens minted by the TokenRequest API and bound to the pod),
-// a mount namespace per process with the volumes at their mountPaths, the
-// container's uid/gid, env, command and args, init container ordering and
-// native sidecar startup probes.
+// The kubelet shim: a stand-in for a node, kept for the agent tests a real
+// node cannot run, or not in reasonable time. What a pod sees (files,
+// modes and owners, tmpfs, tokens, native sidecar start, rotation actions,
+// metrics on the pod IP, vault-k8s annotations, refusals, revoke on
+// shutdown, restricted Pod Security) is tested on the real node, through
+// the chart (test/nodee2e); none of that is tested here any more.
 //
-// What it does not do: image pulls (the executable is the image), network
-// namespaces (see HealthAddr), restarts (an exit is reported, not retried),
-// cgroups and resource limits, seccomp, $(VAR) expansion in env, command and
-// args, env valueFrom/envFrom, subPath, volumes other than emptyDir and the
-// serviceAccountToken part of projected volumes, token rotation (minted once;
-// tests are far shorter than the token's life), httpGet/tcpSocket probes.
+// It is still used by these tests of test/e2e, for these reasons:
+//
+//   - Vault under the test's control: TestAgentRendersRotatesAndRecovers
+//     (Vault stopped for 15 s and restarted, every login token revoked),
+//     TestNativeStartupProbe (Vault down while the pod starts),
+//     TestAgentSurvivesVaultFaults (a proxy dropping and slowing requests,
+//     Vault sealed), TestAgentLeaseRevoked and TestAgentRoleDeleted (a
+//     lease or the role revoked mid-run). The node's Vault is the chart's
+//     StatefulSet: stopping, sealing or proxying it would break the other
+//     tests sharing the installed stack.
+//   - The host reaching into a running pod's volume: TestAgentTmpfsFull
+//     fills the tmpfs, TestSpecialFilesDoNotBlockRendering plants a FIFO
+//     and a directory where the agent writes. The node's volumes are
+//     private to the kubelet and the containers are read-only, restricted.
+//   - Servers the node's images do not have: TestDynamicPostgresCredentials
+//     (the harness's PostgreSQL; the chart's PostgreSQL image is not built
+//     for the node) and TestBootstrapDevelopment (pods proving the roles
+//     `blinkchamber bootstrap` made in a fresh Vault; on the node the
+//     chart's Job bootstraps the one Vault).
+//   - Dozens of hostile templates, each a pod whose agent must fail or keep
+//     running with a named error: TestTemplateTokenEndpoints,
+//     TestTemplateRenderBounds, TestTemplateCycleAfterRotation,
+//     TestComputedPathErrorsLeakNothing. A shim pod starts in well under a
+//     second; a node pod takes seconds each.
+//
+// The shim reads a real (mutated) Pod back from the API server and runs the
+// containers whose image the test maps to a local executable, doing what
+// the kubelet and the runtime would do for them: volumes (tmpfs emptyDirs
+// with their size limit, projected ServiceAccount tokens minted by the
+// TokenRequest API and bound to the pod), a mount namespace per process
+// with the volumes at their mountPaths, the container's uid/gid, env,
+// command and args, init container ordering and native sidecar startup
+// probes.
+//
+// What it does not do: image pulls (the executable is the image), PID and
+// network namespaces (all processes share the host's; see HealthAddr), so
+// no shareProcessNamespace and no metrics port on a pod IP; restarts (an
+// exit is reported, not retried), cgroups and resource limits, seccomp,
+// $(VAR) expansion in env, command and args, env valueFrom/envFrom,
+// subPath, volumes other than emptyDir and the serviceAccountToken part of
+// projected volumes, token rotation (minted once; tests are far shorter
+// than the token's life), httpGet/tcpSocket probes.
 
 import (
 	"bytes"
