@@ -376,22 +376,9 @@ func TestNativeStartupProbe(t *testing.T) {
 // role.
 func tokensOfRole(t *testing.T, ctx context.Context, e *vaultEnv, role string) []string {
 	t.Helper()
-	c := e.vault.Client()
-	list, err := c.Logical().ListWithContext(ctx, "auth/token/accessors")
-	if err != nil || list == nil {
-		t.Fatalf("listing token accessors: %v", err)
-	}
-	var out []string
-	keys, _ := list.Data["keys"].([]any)
-	for _, k := range keys {
-		acc, _ := k.(string)
-		s, err := c.Auth().Token().LookupAccessorWithContext(ctx, acc)
-		if err != nil || s == nil {
-			continue
-		}
-		if meta, _ := s.Data["meta"].(map[string]any); meta != nil && meta["role"] == role {
-			out = append(out, acc)
-		}
+	out, err := harness.TokensOfRole(ctx, e.vault.Client(), role)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -130,22 +130,8 @@ func TestAgentRevokesOnShutdown(t *testing.T) {
 // role.
 func tokensOfRole(t *testing.T, ctx context.Context, c *vaultapi.Client, role string) []string {
 	t.Helper()
-	list, err := c.Logical().ListWithContext(ctx, "auth/token/accessors")
-	if err != nil || list == nil {
-		t.Fatalf("listing token accessors: %v", err)
-	}
-	var out []string
-	keys, _ := list.Data["keys"].([]any)
-	for _, k := range keys {
-		acc, _ := k.(string)
-		s, err := c.Auth().Token().LookupAccessorWithContext(ctx, acc)
-		if err != nil || s == nil {
-			continue
-		}
-		if meta, _ := s.Data["meta"].(map[string]any); meta != nil && meta["role"] == role {
-			out = append(out, acc)
-		}
-	}
+	out, err := harness.TokensOfRole(ctx, c, role)
+	must(t, err)
 	return out
 }
 
