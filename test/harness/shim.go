@@ -800,7 +800,7 @@ func (r *PodRun) startContainer(c *corev1.Container) (*Proc, error) {
 // Paths travel as arguments, never inside the script text.
 const mountScript = `set -eu
 mkdir=$1 mount=$2 rootro=$3 workdir=$4
-shift 5
+shift 4
 while [ "$1" != -- ]; do
 	"$mkdir" -p "$2"
 	"$mount" --bind "$1" "$2"
