@@ -8,22 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/blinkchamber/blinkchamber/pkg/mutate"
 	"github.com/blinkchamber/blinkchamber/test/harness"
 )
 
@@ -91,19 +85,6 @@ func TestInjectorTLSPolicy(t *testing.T) {
 	}
 }
 
-// capturedInjector starts a cert-dir injector whose log goes to a buffer
-// (for the leak scan), with a webhook configuration for every labelled
-// namespace.
-func capturedInjector(t *testing.T, ctx context.Context, vaultAddr, mwcName string) *syncBuffer {
-	t.Helper()
-	out := &syncBuffer{}
-	log := funcr.New(func(prefix, args string) { fmt.Fprintln(out, prefix, args) }, funcr.Options{Verbosity: 1})
-	cfg := injectorConfig()
-	cfg.VaultAddr = vaultAddr
-	startInjectorLogging(t, ctx, cfg, mwcName, nil, log)
-	return out
-}
-
 // restrictedPod is an app pod that meets the restricted Pod Security
 // Standard by itself.
 func restrictedPod(ns, name, sa string, ann map[string]string) *corev1.Pod {
@@ -115,69 +96,6 @@ func restrictedPod(ns, name, sa string, ann map[string]string) *corev1.Pod {
 	pod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false),
 		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
 	return pod
-}
-
-// TestInjectedPodUnderRestrictedPodSecurity: in a namespace whose
-// PodSecurity admission enforces "restricted", the API server admits a
-// compliant pod after our webhook injected it (PodSecurity runs after the
-// mutating webhooks, so it judges the agent too), and refuses a pod that
-// is not compliant (proof that the plugin is on). The injected pod then runs
-// under the kubelet shim and renders its secret; the leak scan finds the
-// secret in no log, Event, annotation, /metrics output or argument list.
-func TestInjectedPodUnderRestrictedPodSecurity(t *testing.T) {
-	e := agentEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	const ns, sa = "psa", "web"
-	injLog := capturedInjector(t, ctx, e.vault.Addr(), "blinkchamber-e2e-psa")
-	const password = "psa-password-9f3c2b7e41"
-	e.app(t, ctx, ns, sa, map[string]map[string]any{"db": {"password": password}})
-	nsObj := &corev1.Namespace{}
-	if err := kube.Client.Get(ctx, client.ObjectKey{Name: ns}, nsObj); err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels["pod-security.kubernetes.io/enforce"] = "restricted"
-	nsObj.Labels["pod-security.kubernetes.io/enforce-version"] = "latest"
-	if err := kube.Client.Update(ctx, nsObj); err != nil {
-		t.Fatal(err)
-	}
-	ann := map[string]string{mutate.AnnotationInject: "true", mutate.PrefixSecret + "db": "secret/data/psa/web/db"}
-
-	t.Run("a non-compliant pod is refused by PodSecurity", func(t *testing.T) {
-		pod := appPod("loose", ann)
-		pod.Namespace, pod.Spec.ServiceAccountName = ns, sa
-		err := kube.Client.Create(ctx, pod)
-		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `violates PodSecurity "restricted:latest"`) {
-			t.Fatalf("want a PodSecurity refusal (is the PodSecurity admission plugin on?), got %v", err)
-		}
-	})
-
-	pod := restrictedPod(ns, "tight", sa, ann)
-	if err := kube.Client.Create(ctx, pod); err != nil {
-		t.Fatalf("the API server refused an injected, compliant pod: %v", err)
-	}
-	if pod.Annotations[mutate.AnnotationStatus] != mutate.StatusInjected {
-		t.Fatal("the compliant pod was not injected")
-	}
-
-	out := &syncBuffer{}
-	scan := harness.NewLeakScan(kube)
-	scan.Processes(filepath.Base(e.agentBin))
-	run := kube.RunPodForTest(t, ns, "tight", e.shim(out))
-	waitFile(t, filepath.Join(run.VolumeDir(mutate.SecretsVolume), "db"), "password: "+password+"\n", time.Minute)
-	scan.Secret("KV password", password)
-	scan.Secret("Vault root token", e.vault.RootToken)
-	scan.Output("injector log", injLog)
-	scan.Output("agent output", out)
-	scan.Namespaces(ns)
-	scan.Gatherer("injector /metrics", crmetrics.Registry)
-	scan.MetricsURL("agent /metrics", "http://"+run.HealthAddr()+"/metrics")
-	if err := scan.Check(ctx); err != nil {
-		t.Error(err)
-	}
-	if scan.Sampled() == 0 {
-		t.Error("the leak scan never saw the agent process: its argument list was not checked")
-	}
 }
 
 // TestLeakScanFindsPlantedSecrets proves the scanner can fail: a value

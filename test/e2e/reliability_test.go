@@ -19,10 +19,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/ptr"
 
 	"github.com/blinkchamber/blinkchamber/pkg/agent"
 	"github.com/blinkchamber/blinkchamber/pkg/mutate"
@@ -287,79 +284,6 @@ func fill(t *testing.T, path string) int {
 			t.Fatal("wrote 64 MiB into a 64 KiB volume: no size limit")
 		}
 	}
-}
-
-// TestAgentFilesOwnershipAndIsolation: files get the configured modes and
-// belong to the app's user, who reads them; a container of the same pod
-// with the volume but another user cannot read them, and one without the
-// volumeMount (same user as the app) cannot even see them.
-func TestAgentFilesOwnershipAndIsolation(t *testing.T) {
-	e := agentEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	startAgentInjector(t, ctx, e)
-	e.app(t, ctx, "files", "files", map[string]map[string]any{
-		"db": {"password": "files-db-pw"}, "api": {"key": "files-api-key"},
-	})
-	cat, err := exec.LookPath("cat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	reader := func(name string, uid int64) corev1.Container {
-		return corev1.Container{Name: name, Image: "e2e/cat:1", Command: []string{"cat", mutate.SecretsPath + "/db"},
-			SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To(uid), RunAsGroup: ptr.To(uid)}}
-	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "files", Namespace: "files", Annotations: map[string]string{
-			mutate.AnnotationInject:     "true",
-			mutate.AnnotationContainers: "app,peer",
-			mutate.PrefixSecret + "db":  "secret/data/files/files/db",
-			mutate.PrefixSecret + "api": "secret/data/files/files/api",
-			mutate.PrefixPerms + "api":  "0440",
-		}},
-		Spec: corev1.PodSpec{ServiceAccountName: "files", Containers: []corev1.Container{
-			reader("app", 1000), reader("peer", 2000), reader("worker", 1000),
-		}},
-	}
-	if err := kube.Client.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	opts := e.shim(nil)
-	opts.Binaries["e2e/cat:1"] = cat
-	run := kube.RunPodForTest(t, "files", "files", opts)
-	dir := run.VolumeDir(mutate.SecretsVolume)
-	waitFile(t, filepath.Join(dir, "db"), "password: files-db-pw\n", 10*time.Second)
-
-	for file, mode := range map[string]os.FileMode{"db": 0o400, "api": 0o440} {
-		st, err := os.Stat(filepath.Join(dir, file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sys := st.Sys().(*syscall.Stat_t)
-		if st.Mode().Perm() != mode || sys.Uid != 1000 || sys.Gid != 1000 {
-			t.Errorf("%s: mode %v owner %d:%d, want %v 1000:1000 (the app's user)", file, st.Mode().Perm(), sys.Uid, sys.Gid, mode)
-		}
-	}
-	cases := []struct {
-		container string
-		ok        bool
-		want      string
-	}{
-		{"app", true, "password: files-db-pw"},
-		{"peer", false, "Permission denied"},
-		{"worker", false, "No such file or directory"},
-	}
-	for _, tc := range cases {
-		p := run.Container(tc.container)
-		if p == nil {
-			t.Fatalf("container %s did not run", tc.container)
-		}
-		_ = p.Wait()
-		if (p.ExitCode() == 0) != tc.ok || !strings.Contains(p.Output(), tc.want) {
-			t.Errorf("%s: exit %d, output %q; want success=%v and %q", tc.container, p.ExitCode(), p.Output(), tc.ok, tc.want)
-		}
-	}
-	assertPodNoLeak(t, run, run.Container(mutate.AgentContainer).Output(), "files-db-pw", "files-api-key")
 }
 
 // tlsVault is a real Vault whose second listener serves TLS with a

@@ -9,13 +9,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/blinkchamber/blinkchamber/pkg/agent"
 	"github.com/blinkchamber/blinkchamber/pkg/mutate"
@@ -327,56 +325,5 @@ func TestTemplateCycleAfterRotation(t *testing.T) {
 	}
 	if code, _ := get(t, run.HealthAddr(), "/readyz"); code == http.StatusOK {
 		t.Errorf("readyz = 200 while the render fails")
-	}
-}
-
-// TestAgentTokenFileOptIn: with the named opt-in
-// (blinkchamber.io/agent-token-file) and only with it, the agent writes its
-// own Vault token into the secrets volume, mode 0400: the real Vault
-// accepts it as the pod's role's token, and the agent's output never
-// holds it. A pod without the opt-in has no such file.
-func TestAgentTokenFileOptIn(t *testing.T) {
-	e := agentEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	startAgentInjector(t, ctx, e)
-	password := randomSecret(t, "tokfile")
-	_, out, file := runDBPod(t, ctx, e, "tokfile", password, map[string]string{mutate.AnnotationAgentTokenFile: "vault-token"})
-	tokenFile := filepath.Join(filepath.Dir(file), "vault-token")
-	var token []byte
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		b, err := os.ReadFile(tokenFile)
-		token = b
-		return err == nil && len(b) > 0, nil
-	}); err != nil {
-		t.Fatalf("no token file: %v", err)
-	}
-	fi, err := os.Stat(tokenFile)
-	if err != nil || fi.Mode().Perm() != 0o400 {
-		t.Fatalf("token file mode: %v %v, want 0400", fi, err)
-	}
-	c, err := e.vault.Client().Clone()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetToken(string(token))
-	self, err := c.Auth().Token().LookupSelfWithContext(ctx)
-	if err != nil {
-		t.Fatalf("the written token is not a valid Vault token: %v", err)
-	}
-	if policies, _ := self.TokenPolicies(); !slices.Contains(policies, "tokfile") {
-		t.Errorf("the written token has policies %v, want the pod's role's", policies)
-	}
-	assertNoLeak(t, out.String(), password, string(token))
-
-	_, _, otherFile := runDBPod(t, ctx, e, "tokfile2", randomSecret(t, "tokfile2"), nil)
-	entries, err := os.ReadDir(filepath.Dir(otherFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, en := range entries {
-		if en.Name() != "db" {
-			t.Errorf("without the opt-in the volume holds %s", en.Name())
-		}
 	}
 }

@@ -1,21 +1,54 @@
 package harness
 
-// The kubelet shim. There is no container runtime on the machines this
-// project tests on, so no pod ever runs. The shim reads a real (mutated) Pod
-// back from the API server and runs the containers whose image the test maps
-// to a local executable, doing what the kubelet and the runtime would do for
-// them: volumes (tmpfs emptyDirs with their size limit, projected
-// ServiceAccount tokens minted by the TokenRequest API and bound to the pod),
-// a mount namespace per process with the volumes at their mountPaths, the
-// container's uid/gid, env, command and args, init container ordering and
-// native sidecar startup probes.
+// The kubelet shim: a stand-in for a node, kept for the agent tests a real
+// node cannot run, or not in reasonable time. What a pod sees (files,
+// modes and owners, tmpfs, tokens, native sidecar start, rotation actions,
+// metrics on the pod IP, vault-k8s annotations, refusals, revoke on
+// shutdown, restricted Pod Security) is tested on the real node, through
+// the chart (test/nodee2e); none of that is tested here any more.
 //
-// What it does not do: image pulls (the executable is the image), network
-// namespaces (see HealthAddr), restarts (an exit is reported, not retried),
-// cgroups and resource limits, seccomp, $(VAR) expansion in env, command and
-// args, env valueFrom/envFrom, subPath, volumes other than emptyDir and the
-// serviceAccountToken part of projected volumes, token rotation (minted once;
-// tests are far shorter than the token's life), httpGet/tcpSocket probes.
+// It is still used by these tests of test/e2e, for these reasons:
+//
+//   - Vault under the test's control: TestAgentRendersRotatesAndRecovers
+//     (Vault stopped for 15 s and restarted, every login token revoked),
+//     TestNativeStartupProbe (Vault down while the pod starts),
+//     TestAgentSurvivesVaultFaults (a proxy dropping and slowing requests,
+//     Vault sealed), TestAgentLeaseRevoked and TestAgentRoleDeleted (a
+//     lease or the role revoked mid-run). The node's Vault is the chart's
+//     StatefulSet: stopping, sealing or proxying it would break the other
+//     tests sharing the installed stack.
+//   - The host reaching into a running pod's volume: TestAgentTmpfsFull
+//     fills the tmpfs, TestSpecialFilesDoNotBlockRendering plants a FIFO
+//     and a directory where the agent writes. The node's volumes are
+//     private to the kubelet and the containers are read-only, restricted.
+//   - Servers the node's images do not have: TestDynamicPostgresCredentials
+//     (the harness's PostgreSQL; the chart's PostgreSQL image is not built
+//     for the node) and TestBootstrapDevelopment (pods proving the roles
+//     `blinkchamber bootstrap` made in a fresh Vault; on the node the
+//     chart's Job bootstraps the one Vault).
+//   - Dozens of hostile templates, each a pod whose agent must fail or keep
+//     running with a named error: TestTemplateTokenEndpoints,
+//     TestTemplateRenderBounds, TestTemplateCycleAfterRotation,
+//     TestComputedPathErrorsLeakNothing. A shim pod starts in well under a
+//     second; a node pod takes seconds each.
+//
+// The shim reads a real (mutated) Pod back from the API server and runs the
+// containers whose image the test maps to a local executable, doing what
+// the kubelet and the runtime would do for them: volumes (tmpfs emptyDirs
+// with their size limit, projected ServiceAccount tokens minted by the
+// TokenRequest API and bound to the pod), a mount namespace per process
+// with the volumes at their mountPaths, the container's uid/gid, env,
+// command and args, init container ordering and native sidecar startup
+// probes.
+//
+// What it does not do: image pulls (the executable is the image), PID and
+// network namespaces (all processes share the host's; see HealthAddr), so
+// no shareProcessNamespace and no metrics port on a pod IP; restarts (an
+// exit is reported, not retried), cgroups and resource limits, seccomp,
+// $(VAR) expansion in env, command and args, env valueFrom/envFrom,
+// subPath, volumes other than emptyDir and the serviceAccountToken part of
+// projected volumes, token rotation (minted once; tests are far shorter
+// than the token's life), httpGet/tcpSocket probes.
 
 import (
 	"bytes"
@@ -79,13 +112,9 @@ type PodRun struct {
 	tmpfs      []string          // tmpfs mounts to undo, in mount order
 	images     map[string]string // image -> executable copy under root
 	healthAddr string
-	pidns      *podPIDNamespace // with shareProcessNamespace (shim_pidns.go)
-	// metricsAddr replaces an agent's metricsAddr (the pod IP's port) for
-	// the same reason as healthAddr.
-	metricsAddr string
-	procs       map[string]*Proc
-	order       []*Proc // start order
-	stopped     bool
+	procs      map[string]*Proc
+	order      []*Proc // start order
+	stopped    bool
 }
 
 // ContainerError says that a container kept the pod from starting: a plain
@@ -123,12 +152,8 @@ func (k *Kube) RunPod(ctx context.Context, namespace, name string, opts ShimOpti
 	if err != nil {
 		return nil, fmt.Errorf("choosing the pod's health port: %w", err)
 	}
-	mport, err := FreePort()
-	if err != nil {
-		return nil, fmt.Errorf("choosing the pod's metrics port: %w", err)
-	}
 	r := &PodRun{pod: pod, opts: opts, tools: tools, volumes: map[string]string{}, images: map[string]string{},
-		procs: map[string]*Proc{}, healthAddr: "127.0.0.1:" + strconv.Itoa(port), metricsAddr: "127.0.0.1:" + strconv.Itoa(mport)}
+		procs: map[string]*Proc{}, healthAddr: "127.0.0.1:" + strconv.Itoa(port)}
 	if err := r.start(ctx, k); err != nil {
 		return nil, errors.Join(err, r.Stop())
 	}
@@ -169,9 +194,6 @@ func (r *PodRun) start(ctx context.Context, k *Kube) error {
 	if err := r.setUpVolumes(ctx, k); err != nil {
 		return err
 	}
-	if err := r.startPIDNamespace(); err != nil {
-		return err
-	}
 	if err := r.runInitContainers(ctx); err != nil {
 		return err
 	}
@@ -202,10 +224,6 @@ func (r *PodRun) Container(name string) *Proc { return r.procs[name] }
 // its own free port instead (see rewriteHealthAddr).
 func (r *PodRun) HealthAddr() string { return r.healthAddr }
 
-// MetricsAddr is where an agent injected with a metrics port serves
-// /metrics in this pod (a free loopback port, as for HealthAddr).
-func (r *PodRun) MetricsAddr() string { return r.metricsAddr }
-
 // Stop ends the pod as the kubelet does: SIGTERM to the regular
 // containers, and once they are gone to the native sidecars, last started
 // first; whatever is still running when the 10 s grace period is spent is
@@ -231,7 +249,6 @@ func (r *PodRun) Stop() error {
 	for i := len(sidecars) - 1; i >= 0; i-- {
 		errs = append(errs, terminate(sidecars[i:i+1], deadline)...)
 	}
-	r.stopPIDNamespace()
 	for i := len(r.tmpfs) - 1; i >= 0; i-- {
 		if err := syscall.Unmount(r.tmpfs[i], 0); err != nil {
 			errs = append(errs, fmt.Errorf("unmounting %s: %w", r.tmpfs[i], err))
@@ -250,7 +267,7 @@ func (r *PodRun) Stop() error {
 func terminate(procs []*Proc, deadline time.Time) []error {
 	for _, p := range procs {
 		if p.Running() {
-			_ = p.Signal(syscall.SIGTERM)
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		}
 	}
 	var errs []error
@@ -776,14 +793,14 @@ func (r *PodRun) startContainer(c *corev1.Container) (*Proc, error) {
 // mountScript runs in the container's new mount namespace, as root, before
 // it becomes the container's user. Its arguments:
 //
-//	mkdir mount rootfs-ro workdir procfs {hostdir mountPath ro|rw}... -- command...
+//	mkdir mount rootfs-ro workdir {hostdir mountPath ro|rw}... -- command...
 //
 // procfs "new" mounts a /proc for the pod's shared PID namespace.
 //
 // Paths travel as arguments, never inside the script text.
 const mountScript = `set -eu
-mkdir=$1 mount=$2 rootro=$3 workdir=$4 procfs=$5
-shift 5
+mkdir=$1 mount=$2 rootro=$3 workdir=$4
+shift 4
 while [ "$1" != -- ]; do
 	"$mkdir" -p "$2"
 	"$mount" --bind "$1" "$2"
@@ -791,7 +808,6 @@ while [ "$1" != -- ]; do
 	shift 3
 done
 shift
-if [ "$procfs" = new ]; then "$mount" -t proc -o nosuid,nodev,noexec proc /proc; fi
 if [ "$rootro" = ro ]; then "$mount" -o remount,bind,ro /; fi
 cd "$workdir"
 exec "$@"
@@ -825,7 +841,7 @@ func (r *PodRun) command(c *corev1.Container, argv []string) (*exec.Cmd, error) 
 		return nil, err
 	}
 	args := []string{"--mount", "--propagation", "private", "--", r.tools.sh, "-c", mountScript, "shim",
-		r.tools.mkdir, r.tools.mount, rootRO, workdir, r.procfsMode()}
+		r.tools.mkdir, r.tools.mount, rootRO, workdir}
 	args = append(args, mounts...)
 	args = append(args, "--", r.tools.setpriv)
 	args = append(args, user...)
@@ -948,7 +964,7 @@ func (r *PodRun) containerEnv(c *corev1.Container) ([]string, error) {
 		value := e.Value
 		if e.Name == agent.ConfigEnv {
 			var err error
-			if value, err = rewriteAddrs(value, r.healthAddr, r.metricsAddr); err != nil {
+			if value, err = rewriteHealthAddr(value, r.healthAddr); err != nil {
 				return nil, fmt.Errorf("container %s: %w", c.Name, err)
 			}
 		}
@@ -957,14 +973,14 @@ func (r *PodRun) containerEnv(c *corev1.Container) ([]string, error) {
 	return append(env, r.opts.ExtraEnv...), nil
 }
 
-// rewriteAddrs sets healthAddr, and metricsAddr when the injector set one,
-// in the agent's JSON config and keeps every other field as it is. This is the shim's one deliberate deviation
+// rewriteHealthAddr sets healthAddr in the agent's JSON config and keeps
+// every other field as it is. This is the shim's one deliberate deviation
 // from the pod spec: on a node each pod has its own network namespace and
 // every agent listens on the injected port (8099); here all pods share the
 // host's loopback, so each pod gets a free port instead. All containers of
 // a pod get the same one, so the startup probe (which reads the same env)
 // finds its agent.
-func rewriteAddrs(configJSON, addr, metricsAddr string) (string, error) {
+func rewriteHealthAddr(configJSON, addr string) (string, error) {
 	dec := json.NewDecoder(strings.NewReader(configJSON))
 	dec.UseNumber() // numbers stay as written
 	var cfg map[string]any
@@ -972,9 +988,6 @@ func rewriteAddrs(configJSON, addr, metricsAddr string) (string, error) {
 		return "", fmt.Errorf("%s is not a JSON object: %w", agent.ConfigEnv, err)
 	}
 	cfg["healthAddr"] = addr
-	if _, set := cfg["metricsAddr"]; set {
-		cfg["metricsAddr"] = metricsAddr
-	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return "", fmt.Errorf("re-encoding %s: %w", agent.ConfigEnv, err)
@@ -1016,14 +1029,6 @@ func (p *Proc) ExitCode() int {
 
 // Output is everything the process wrote to stdout and stderr so far.
 func (p *Proc) Output() string { return p.out.String() }
-
-// Signal sends sig to the container's main process.
-func (p *Proc) Signal(sig os.Signal) error {
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		return fmt.Errorf("signalling container %s: %w", p.name, err)
-	}
-	return nil
-}
 
 // Running reports whether the process has not exited yet.
 func (p *Proc) Running() bool {
@@ -1089,4 +1094,15 @@ func (pw *prefixWriter) flush() {
 		_, _ = pw.w.Write(append(append([]byte(pw.prefix), pw.pending...), '\n'))
 		pw.pending = nil
 	}
+}
+
+// startProcess starts cmd and returns a channel that receives cmd.Wait's
+// result.
+func (r *PodRun) startProcess(cmd *exec.Cmd) (<-chan error, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	return waited, nil
 }

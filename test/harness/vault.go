@@ -545,3 +545,28 @@ func randomHex(n int) (string, error) {
 	}
 	return hex.EncodeToString(b), nil
 }
+
+// TokensOfRole lists the accessors of the live tokens Vault issued to a
+// kubernetes auth role (c must be allowed to list and look up accessors).
+func TokensOfRole(ctx context.Context, c *vaultapi.Client, role string) ([]string, error) {
+	list, err := c.Logical().ListWithContext(ctx, "auth/token/accessors")
+	if err != nil {
+		return nil, fmt.Errorf("listing token accessors: %w", err)
+	}
+	if list == nil {
+		return nil, errors.New("listing token accessors: no answer")
+	}
+	var out []string
+	keys, _ := list.Data["keys"].([]any)
+	for _, k := range keys {
+		acc, _ := k.(string)
+		s, err := c.Auth().Token().LookupAccessorWithContext(ctx, acc)
+		if err != nil || s == nil {
+			continue // revoked or expired since the list
+		}
+		if meta, _ := s.Data["meta"].(map[string]any); meta != nil && meta["role"] == role {
+			out = append(out, acc)
+		}
+	}
+	return out, nil
+}

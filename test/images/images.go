@@ -1,7 +1,8 @@
 // Package images builds every image the real-node tests run, without a
 // Docker engine: the product images (injector, agent, CLI) exactly as
 // `make images` builds them, and three that only tests use: Vault from the
-// toolchain's binary, a pause (sandbox) image and a small test app. Build
+// toolchain's binary, a pause (sandbox) image and a small test app (with
+// the CLI beside it, for `blinkchamber exec`). Build
 // writes one archive per image into a directory and reuses an archive while
 // what it was built from is unchanged.
 package images
@@ -16,6 +17,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -44,6 +46,10 @@ var (
 	PauseRef   = TestRegistry + "/pause:v1"
 	TestAppRef = TestRegistry + "/testapp:v1"
 )
+
+// CLIPath is where the test app's image holds the blinkchamber CLI, the
+// product's own binary, as the CLI image has it.
+const CLIPath = "/usr/local/bin/blinkchamber"
 
 // Options say where Build writes and which version the product images get.
 type Options struct {
@@ -140,6 +146,11 @@ func Build(ctx context.Context, o Options) (*Set, error) {
 		spec, err := staticSpec(bin, t.path)
 		if err != nil {
 			return nil, err
+		}
+		if t.name == TestApp {
+			// The CLI beside the app, for `blinkchamber exec` as an app
+			// container's entrypoint.
+			spec.Files = append(spec.Files, product.File{Path: CLIPath, Mode: 0o755, Source: filepath.Join(binDir, path.Base(CLIPath))})
 		}
 		if err := add(t.name, t.ref, spec); err != nil {
 			return nil, err

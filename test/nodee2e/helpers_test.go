@@ -2,6 +2,9 @@ package nodee2e
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"testing"
 
 	vaultapi "github.com/hashicorp/vault/api"
@@ -12,56 +15,50 @@ import (
 
 const appsNS = stack.AppsNamespace
 
-// The stack's helpers, failing the test on error.
-
-func onboard(t *testing.T, ctx context.Context, name string) string {
+// must fails the test on err; the stack's helpers return errors so that
+// the demo can use them too.
+func must(t *testing.T, err error) {
 	t.Helper()
-	cfg, err := st.Onboard(ctx, name)
 	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-func serviceAccount(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	if err := st.ServiceAccount(ctx, name); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func waitEvent(t *testing.T, ctx context.Context, pod, what string, ok func(stack.Event) bool) stack.Event {
+// deploy runs tmpl as the Deployment name until the test ends.
+func deploy(t *testing.T, ctx context.Context, name string, tmpl corev1.PodTemplateSpec) *corev1.Pod {
 	t.Helper()
-	e, err := st.WaitEvent(ctx, pod, what, ok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { _ = st.DeleteDeployment(context.Background(), name, false) })
+	pod, err := st.Deploy(ctx, name, tmpl)
+	must(t, err)
+	return pod
+}
+
+// fileEvent waits for the test app in container to report path as ok
+// accepts it.
+func fileEvent(t *testing.T, ctx context.Context, pod, container, path string, ok func(stack.Event) bool) stack.Event {
+	t.Helper()
+	e, err := st.WaitEventIn(ctx, pod, container, path, func(e stack.Event) bool {
+		return e.Event == "file" && e.Path == path && ok(e)
+	})
+	must(t, err)
 	return e
 }
 
-func vaultClient(t *testing.T, ctx context.Context) *vaultapi.Client {
+// put writes a KV secret of app, under the prefix its policy reads.
+func put(t *testing.T, ctx context.Context, vc *vaultapi.Client, app, name string, data map[string]any) {
 	t.Helper()
-	vc, err := st.Vault(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return vc
+	_, err := vc.Logical().WriteWithContext(ctx, stack.KVSecretPath(app, name), map[string]any{"data": data})
+	must(t, err)
 }
 
-func passwordDigest(t *testing.T, ctx context.Context, vc *vaultapi.Client, app string) string {
-	t.Helper()
-	d, err := stack.PasswordDigest(ctx, vc, app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
+func digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
-func runningPod(t *testing.T, ctx context.Context, name string) *corev1.Pod {
-	t.Helper()
-	p, err := st.ReadyPod(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+// randomSecret is a value long and random enough for the leak scan.
+func randomSecret(prefix string) string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
 }

@@ -3,12 +3,12 @@ package nodee2e
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,10 +50,12 @@ func TestChartRunsOnTheNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !anyComplete(jobs.Items) {
+	if !slices.ContainsFunc(jobs.Items, func(j batchv1.Job) bool { return stack.JobComplete(&j) }) {
 		t.Errorf("no complete bootstrap Job among %d", len(jobs.Items))
 	}
-	cfg, err := vaultClient(t, ctx).Logical().ReadWithContext(ctx, "auth/kubernetes/config")
+	vc, err := st.Vault(ctx)
+	must(t, err)
+	cfg, err := vc.Logical().ReadWithContext(ctx, "auth/kubernetes/config")
 	if err != nil || cfg == nil {
 		t.Fatalf("reading auth/kubernetes/config: %v", err)
 	}
@@ -80,17 +82,6 @@ func checkCABundles(t *testing.T, whs []admissionregistrationv1.MutatingWebhookC
 	}
 }
 
-func anyComplete(jobs []batchv1.Job) bool {
-	for _, j := range jobs {
-		for _, c := range j.Status.Conditions {
-			if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // TestDeploymentSecretFollowsRotation: an annotated Deployment's pod gets
 // the agent as a native sidecar; the app reads its secret from the
 // in-memory volume, mode 0400 and owned by its uid, with Vault's value;
@@ -100,43 +91,35 @@ func TestDeploymentSecretFollowsRotation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	const app = "shop"
-	cfg := onboard(t, ctx, app)
+	cfg, err := st.Onboard(ctx, app)
+	must(t, err)
 	tmpl := st.AppTemplate(app, map[string]string{mutate.PrefixSignal + "db": "SIGHUP:testapp"},
 		"watch", "-interval", "500ms", mutate.SecretsPath+"/db")
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: appsNS},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}},
-			Template: tmpl,
-		},
-	}
-	if _, err := st.Node.Clientset.AppsV1().Deployments(appsNS).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	defer st.Node.Clientset.AppsV1().Deployments(appsNS).Delete(context.Background(), app, metav1.DeleteOptions{})
-	pod := runningPod(t, ctx, app)
+	pod := deploy(t, ctx, app, tmpl)
 	if !stack.NativeSidecar(pod) {
 		t.Errorf("pod %s has no native sidecar; init containers: %d", pod.Name, len(pod.Spec.InitContainers))
 	}
-	vc := vaultClient(t, ctx)
-	want := passwordDigest(t, ctx, vc, app)
-	first := waitEvent(t, ctx, pod.Name, "the rendered secret", func(e stack.Event) bool { return e.Event == "file" && e.SHA256 != "" })
+	vc, err := st.Vault(ctx)
+	must(t, err)
+	want, err := stack.PasswordDigest(ctx, vc, app)
+	must(t, err)
+	first := fileEvent(t, ctx, pod.Name, "app", mutate.SecretsPath+"/db", func(e stack.Event) bool { return e.SHA256 != "" })
 	if first.SHA256 != want {
 		t.Errorf("the file's digest %s is not that of Vault's password %s", first.SHA256, want)
 	}
 	if first.Mode != "0400" || first.UID != 65532 {
 		t.Errorf("the file is mode %s owned by uid %d; want 0400 owned by the app's uid 65532", first.Mode, first.UID)
 	}
-	if _, err := st.CLI(cfg, "secrets", "rotate", app+"/db"); err != nil {
-		t.Fatal(err)
-	}
-	rotated := passwordDigest(t, ctx, vc, app)
+	_, err = st.CLI(cfg, "secrets", "rotate", app+"/db")
+	must(t, err)
+	rotated, err := stack.PasswordDigest(ctx, vc, app)
+	must(t, err)
 	if rotated == want {
 		t.Fatal("rotate left the password as it was")
 	}
-	waitEvent(t, ctx, pod.Name, "the rotated secret", func(e stack.Event) bool { return e.Event == "file" && e.SHA256 == rotated })
-	waitEvent(t, ctx, pod.Name, "a SIGHUP", func(e stack.Event) bool { return e.Event == "sighup" })
+	fileEvent(t, ctx, pod.Name, "app", mutate.SecretsPath+"/db", func(e stack.Event) bool { return e.SHA256 == rotated })
+	_, err = st.WaitEvent(ctx, pod.Name, "a SIGHUP", func(e stack.Event) bool { return e.Event == "sighup" })
+	must(t, err)
 }
 
 // TestJobRunsToCompletion: an injected Job finishes; the agent, a native
@@ -145,36 +128,22 @@ func TestJobRunsToCompletion(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	const app = "nightly"
-	onboard(t, ctx, app)
-	tmpl := st.AppTemplate(app, nil, "report", mutate.SecretsPath+"/db")
-	tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
-	job := &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: appsNS},
-		Spec:       batchv1.JobSpec{Template: tmpl, BackoffLimit: ptr.To[int32](0)},
-	}
-	jobs := st.Node.Clientset.BatchV1().Jobs(appsNS)
-	if _, err := jobs.Create(ctx, job, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	defer jobs.Delete(context.Background(), app, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
-	for {
-		j, err := jobs.Get(ctx, app, metav1.GetOptions{})
-		if err == nil && anyComplete([]batchv1.Job{*j}) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			pods, _ := st.Node.Clientset.CoreV1().Pods(appsNS).List(context.Background(), metav1.ListOptions{LabelSelector: "app=" + app})
-			t.Fatalf("the Job did not complete: %+v%s", j.Status, stack.DescribePods(pods))
-		case <-time.After(time.Second):
-		}
-	}
-	pods, err := st.Node.Clientset.CoreV1().Pods(appsNS).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
-	if err != nil || len(pods.Items) == 0 {
-		t.Fatalf("the Job's pod: %v", err)
-	}
-	want := passwordDigest(t, ctx, vaultClient(t, ctx), app)
-	waitEvent(t, ctx, pods.Items[0].Name, "the secret's report", func(e stack.Event) bool { return e.Event == "file" && e.SHA256 == want })
+	_, err := st.Onboard(ctx, app)
+	must(t, err)
+	t.Cleanup(func() { deleteJob(app) })
+	pod, err := st.RunJob(ctx, app, st.AppTemplate(app, nil, "report", mutate.SecretsPath+"/db"))
+	must(t, err)
+	vc, err := st.Vault(ctx)
+	must(t, err)
+	want, err := stack.PasswordDigest(ctx, vc, app)
+	must(t, err)
+	fileEvent(t, ctx, pod.Name, "app", mutate.SecretsPath+"/db", func(e stack.Event) bool { return e.SHA256 == want })
+}
+
+// deleteJob deletes a Job of the apps namespace and its pod.
+func deleteJob(name string) {
+	_ = st.Node.Clientset.BatchV1().Jobs(appsNS).Delete(context.Background(), name,
+		metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
 }
 
 // TestRefusedPodNamesTheAnnotation: a pod the injector must refuse is
@@ -182,7 +151,7 @@ func TestJobRunsToCompletion(t *testing.T) {
 func TestRefusedPodNamesTheAnnotation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	serviceAccount(t, ctx, "refused")
+	must(t, st.ServiceAccount(ctx, "refused"))
 	tmpl := st.AppTemplate("refused", map[string]string{mutate.AnnotationRenderInterval: "soon"}, "sleep", "1m")
 	pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
 	pod.Name, pod.Namespace = "refused", appsNS
@@ -210,7 +179,7 @@ func TestAdmissionSurvivesLosingAnInjectorPod(t *testing.T) {
 	if err := cs.CoreV1().Pods(stack.Namespace).Delete(ctx, victim, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
 		t.Fatal(err)
 	}
-	serviceAccount(t, ctx, "failover")
+	must(t, st.ServiceAccount(ctx, "failover"))
 	tmpl := st.AppTemplate("failover", nil, "sleep", "1m")
 	var failures []error
 	for i := 0; i < 20; i++ {

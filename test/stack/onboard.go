@@ -60,7 +60,13 @@ func (s *Stack) ServiceAccount(ctx context.Context, name string) error {
 }
 
 // KVPath is where bootstrap keeps an onboarded app's secret.
-func KVPath(app string) string { return "secret/data/" + AppsNamespace + "/" + app + "/db" }
+func KVPath(app string) string { return KVSecretPath(app, "db") }
+
+// KVSecretPath is the path of an app's secret name, under the prefix its
+// policy reads.
+func KVSecretPath(app, name string) string {
+	return "secret/data/" + AppsNamespace + "/" + app + "/" + name
+}
 
 // AppTemplate is the pod template of an onboarded app: the annotations a
 // platform team writes, and the restricted security context Pod Security
@@ -113,11 +119,30 @@ type Event struct {
 	SHA256 string `json:"sha256"`
 	Error  string `json:"error"`
 	Count  int    `json:"count"`
+	// FS and FSSize: the file system a file is on ("tmpfs") and its size.
+	FS     string `json:"fs"`
+	FSSize int64  `json:"fsSize"`
+	// The start line's: the app's pid, the processes it sees and those
+	// whose environment it can read.
+	PID      int      `json:"pid"`
+	Procs    []string `json:"procs"`
+	Readable []string `json:"readable"`
+	// An env line's variable, and whether its value is in the argument list.
+	Name   string `json:"name"`
+	InArgs bool   `json:"inArgs"`
+	// A token line's: the policies Vault gave the token.
+	Policies []string `json:"policies"`
 }
 
-// Events reads the test app's log lines from the kubelet.
+// Events reads the log lines of the test app in container "app" of pod.
 func (s *Stack) Events(ctx context.Context, pod string) ([]Event, error) {
-	b, err := s.Node.Clientset.CoreV1().Pods(AppsNamespace).GetLogs(pod, &corev1.PodLogOptions{Container: "app"}).DoRaw(ctx)
+	return s.EventsIn(ctx, pod, "app")
+}
+
+// EventsIn reads the test app's log lines of one container from the
+// kubelet.
+func (s *Stack) EventsIn(ctx context.Context, pod, container string) ([]Event, error) {
+	b, err := s.ContainerLog(ctx, pod, container)
 	if err != nil {
 		return nil, err
 	}
@@ -132,11 +157,22 @@ func (s *Stack) Events(ctx context.Context, pod string) ([]Event, error) {
 	return out, nil
 }
 
+// ContainerLog is the log of one container of a pod in the apps namespace.
+func (s *Stack) ContainerLog(ctx context.Context, pod, container string) ([]byte, error) {
+	return s.Node.Clientset.CoreV1().Pods(AppsNamespace).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
+}
+
 // WaitEvent waits until the app in pod has printed an event ok accepts.
 func (s *Stack) WaitEvent(ctx context.Context, pod, what string, ok func(Event) bool) (Event, error) {
+	return s.WaitEventIn(ctx, pod, "app", what, ok)
+}
+
+// WaitEventIn waits until the test app in one container of pod has
+// printed an event ok accepts.
+func (s *Stack) WaitEventIn(ctx context.Context, pod, container, what string, ok func(Event) bool) (Event, error) {
 	var last []Event
 	for {
-		if evs, err := s.Events(ctx, pod); err == nil {
+		if evs, err := s.EventsIn(ctx, pod, container); err == nil {
 			last = evs
 			for _, e := range evs {
 				if ok(e) {
@@ -146,8 +182,8 @@ func (s *Stack) WaitEvent(ctx context.Context, pod, what string, ok func(Event) 
 		}
 		select {
 		case <-ctx.Done():
-			return Event{}, fmt.Errorf("pod %s never showed %s; its events: %+v", pod, what, last)
-		case <-time.After(time.Second):
+			return Event{}, fmt.Errorf("container %s of pod %s never showed %s; its events: %+v", container, pod, what, last)
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
