@@ -25,11 +25,11 @@ const InjectionLabel = "blinkchamber.io/injection"
 
 const managedBy = "app.kubernetes.io/managed-by"
 
-// baseSteps is phase 1: namespaces, the token reviewer, network policies,
+// baseSteps is phase 1: the environment's prerequisites, namespaces, the token reviewer, network policies,
 // then a wait until Vault answers.
 func baseSteps(spec *Spec, k client.Client, c *api.Client, vaultAddr string) []Step {
 	p := PhaseBase
-	var steps []Step
+	steps := prerequisiteSteps(spec, k)
 	seen := map[string]bool{}
 	for _, app := range spec.Apps {
 		ns := app.Namespace

@@ -27,6 +27,8 @@ type Spec struct {
 	VaultAddr string
 	// Release is where the apps phase installs the chart.
 	Release Release
+	// Prerequisites are checked before anything is changed.
+	Prerequisites []Prerequisite
 }
 
 // Seal says how Vault is initialised and unsealed.

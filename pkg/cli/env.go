@@ -118,6 +118,9 @@ func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kuberne
 		VaultAddr:   v.Address,
 		Release:     bootstrap.Release{ChartDir: chart, Release: "blinkchamber", Namespace: "blinkchamber", Getter: getter},
 	}
+	for _, p := range cfg.Prerequisites {
+		spec.Prerequisites = append(spec.Prerequisites, bootstrap.Prerequisite(p))
+	}
 	if spec.Seal, err = seal(v.Seal); err != nil {
 		return nil, err
 	}

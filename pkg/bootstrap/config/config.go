@@ -35,6 +35,8 @@ type Config struct {
 	Environment Environment `json:"environment"`
 	Vault       Vault       `json:"vault"`
 	Apps        []App       `json:"apps,omitempty"`
+	// Prerequisites are looked for before anything is changed.
+	Prerequisites []Prerequisite `json:"prerequisites,omitempty"`
 }
 
 // Vault is the Vault server bootstrap provisions.

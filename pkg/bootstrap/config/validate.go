@@ -48,6 +48,7 @@ func (c *Config) Validate() field.ErrorList {
 	}
 	errs = append(errs, c.Vault.validate(field.NewPath("vault"), env)...)
 	errs = append(errs, validateApps(field.NewPath("apps"), c.Apps, c.Vault.KubernetesAuth)...)
+	errs = append(errs, validatePrerequisites(field.NewPath("prerequisites"), c.Prerequisites)...)
 	return errs
 }
 

@@ -31,6 +31,7 @@ Vault gets a token of the reviewer ServiceAccount, which bootstrap binds. */}}
       "audit" $audit
       "kubernetesAuth" $kubeAuth)
     "apps" (include "blinkchamber.bootstrap.apps" . | fromYamlArray) -}}
+{{- with include "blinkchamber.bootstrap.prerequisites" . | fromYamlArray }}{{ $_ := set $cfg "prerequisites" . }}{{ end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
