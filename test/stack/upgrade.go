@@ -1,0 +1,38 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+
+	"github.com/blinkchamber/blinkchamber/test/toolchain"
+)
+
+// Upgrade runs `helm upgrade` of the release with values merged over the
+// stack's own, waiting for the bootstrap Job, as a platform team does to
+// onboard an app. The Helm SDK calls are here and in helmInstall only.
+func (s *Stack) Upgrade(ctx context.Context, values map[string]any) error {
+	repo, err := toolchain.RepoRoot()
+	if err != nil {
+		return err
+	}
+	ch, err := loader.Load(filepath.Join(repo, "charts", "blinkchamber"))
+	if err != nil {
+		return err
+	}
+	cfg, err := s.HelmConfig()
+	if err != nil {
+		return err
+	}
+	up := action.NewUpgrade(cfg)
+	up.Namespace, up.Wait, up.WaitForJobs, up.Timeout = Namespace, true, true, 5*time.Minute
+	if _, err := up.RunWithContext(ctx, Release, ch, chartutil.MergeTables(cloneValues(values), s.values())); err != nil {
+		return fmt.Errorf("helm upgrade: %w", err)
+	}
+	return nil
+}
