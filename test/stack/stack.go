@@ -14,13 +14,11 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -28,7 +26,6 @@ import (
 	product "github.com/blinkchamber/blinkchamber/pkg/images"
 	"github.com/blinkchamber/blinkchamber/test/images"
 	"github.com/blinkchamber/blinkchamber/test/node"
-	"github.com/blinkchamber/blinkchamber/test/toolchain"
 )
 
 // Names of the release the stack installs.
@@ -184,11 +181,7 @@ func cloneValues(v map[string]any) map[string]any {
 }
 
 func (s *Stack) helmInstall(ctx context.Context) error {
-	repo, err := toolchain.RepoRoot()
-	if err != nil {
-		return err
-	}
-	ch, err := loader.Load(filepath.Join(repo, "charts", "blinkchamber"))
+	ch, err := loadChart()
 	if err != nil {
 		return err
 	}

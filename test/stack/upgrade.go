@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 
@@ -17,11 +18,7 @@ import (
 // stack's own, waiting for the bootstrap Job, as a platform team does to
 // onboard an app. The Helm SDK calls are here and in helmInstall only.
 func (s *Stack) Upgrade(ctx context.Context, values map[string]any) error {
-	repo, err := toolchain.RepoRoot()
-	if err != nil {
-		return err
-	}
-	ch, err := loader.Load(filepath.Join(repo, "charts", "blinkchamber"))
+	ch, err := loadChart()
 	if err != nil {
 		return err
 	}
@@ -35,4 +32,13 @@ func (s *Stack) Upgrade(ctx context.Context, values map[string]any) error {
 		return fmt.Errorf("helm upgrade: %w", err)
 	}
 	return nil
+}
+
+// loadChart loads the repository's chart.
+func loadChart() (*chart.Chart, error) {
+	repo, err := toolchain.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	return loader.Load(filepath.Join(repo, "charts", "blinkchamber"))
 }
