@@ -30,12 +30,15 @@ const managedBy = "app.kubernetes.io/managed-by"
 func baseSteps(spec *Spec, k client.Client, c *api.Client, vaultAddr string) []Step {
 	p := PhaseBase
 	steps := prerequisiteSteps(spec, k)
-	seen := map[string]bool{}
+	seen, policies := map[string]bool{}, map[string]bool{}
 	for _, app := range spec.Apps {
 		ns := app.Namespace
 		if !seen[ns] {
 			seen[ns] = true
 			steps = append(steps, Step{Phase: p, Name: "namespace " + ns, Check: checkNamespace(k, ns), Apply: applyNamespace(k, ns)})
+		}
+		if !policies[ns] && !app.SkipNetworkPolicies {
+			policies[ns] = true
 			for _, np := range networkPolicies(ns, vaultAddr) {
 				steps = append(steps, objectStep(p, k, np, "network policy "+ns+"/"+np.Name, sameNetworkPolicy))
 			}

@@ -40,9 +40,10 @@ func secretsSteps(spec *Spec, c *api.Client) []Step {
 		steps = append(steps,
 			Step{Phase: p, Name: "policy " + app.Policy, Check: checkPolicy(c, app.Policy, policyFor(spec, app)), Apply: applyPolicy(c, app.Policy, policyFor(spec, app))},
 			Step{Phase: p, Name: "kubernetes role " + app.Role, Check: checkRole(spec, c, app), Apply: applyRole(spec, c, app)},
+			recordStep(spec, c, app),
 		)
 	}
-	return steps
+	return append(steps, pruneStep(spec, c))
 }
 
 func checkKV(spec *Spec, c *api.Client) func(context.Context) (Change, error) {

@@ -23,6 +23,12 @@ type Spec struct {
 	KVMount   string
 	TokenTTL  time.Duration
 	Apps      []App
+	// Owner names whose apps these are: each app's record is kept under
+	// it, and prune only looks at the owner's records.
+	Owner string
+	// Prune removes what was provisioned for the owner's recorded apps that
+	// Apps no longer lists.
+	Prune bool
 	// VaultAddr is Vault's address, handed to the apps' release.
 	VaultAddr string
 	// Release is where the apps phase installs the chart.
@@ -96,8 +102,12 @@ type App struct {
 	Role           string
 	Secrets        []Secret
 	Database       *Database
-	// ReadPaths are Vault system paths the app's policy may also read.
+	// ReadPaths are Vault paths the app's policy may also read: system
+	// endpoints, and the KV paths it shares with other apps.
 	ReadPaths []string
+	// SkipNetworkPolicies leaves the app's namespace without bootstrap's
+	// NetworkPolicies.
+	SkipNetworkPolicies bool
 }
 
 // Secret is one KV v2 secret of an app.
@@ -107,7 +117,8 @@ type Secret struct {
 	Path string
 	// Literal values are owned by the config: drift is repaired.
 	Literal map[string]string
-	// Imported values come from files: drift is repaired.
+	// Imported values come from files or Kubernetes Secrets: drift is
+	// repaired.
 	Imported map[string]string
 	// Generate makes the values generated once; they are never overwritten
 	// (only `secrets rotate` replaces them).

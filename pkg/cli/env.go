@@ -66,7 +66,7 @@ func load(ctx context.Context, o *Options) (*environment, error) {
 	if o.Kubeconfig != "" {
 		getter.KubeConfig = &o.Kubeconfig
 	}
-	spec, err := buildSpec(cfg, rc, kc, cs, o.Chart, getter)
+	spec, err := buildSpec(ctx, cfg, rc, kc, cs, o.Chart, getter)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func vaultClient(v config.Vault) (*api.Client, error) {
 	return c, nil
 }
 
-func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kubernetes.Interface, chart string, getter genericclioptions.RESTClientGetter) (*bootstrap.Spec, error) {
+func buildSpec(ctx context.Context, cfg *config.Config, rc *rest.Config, kc client.Client, cs kubernetes.Interface, chart string, getter genericclioptions.RESTClientGetter) (*bootstrap.Spec, error) {
 	var err error
 	v := cfg.Vault
 	spec := &bootstrap.Spec{
@@ -116,6 +116,8 @@ func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kuberne
 		KVMount:     v.KVMount,
 		TokenTTL:    v.TokenTTL.Duration,
 		VaultAddr:   v.Address,
+		Owner:       cfg.Owner,
+		Prune:       cfg.Prune,
 		Release:     bootstrap.Release{ChartDir: chart, Release: "blinkchamber", Namespace: "blinkchamber", Getter: getter},
 	}
 	for _, p := range cfg.Prerequisites {
@@ -142,7 +144,7 @@ func buildSpec(cfg *config.Config, rc *rest.Config, kc client.Client, cs kuberne
 	}
 	spec.KubeAuth = ka
 	for i, a := range cfg.Apps {
-		app, err := buildApp(cfg, a)
+		app, err := buildApp(ctx, cfg, a, secretReader(cs))
 		if err != nil {
 			return nil, fmt.Errorf("apps[%d] (%s): %w", i, a.Name, err)
 		}
@@ -213,25 +215,39 @@ func kubeAuth(k config.KubernetesAuth, rc *rest.Config, cs kubernetes.Interface)
 	return ka, nil
 }
 
-func buildApp(cfg *config.Config, a config.App) (bootstrap.App, error) {
+// secretKey reads one key of a Kubernetes Secret.
+type secretKey func(ctx context.Context, ref config.SecretKeyRef) (string, error)
+
+// secretReader reads Secrets with cs. Its errors name the Secret and the
+// key, never the value.
+func secretReader(cs kubernetes.Interface) secretKey {
+	return func(ctx context.Context, ref config.SecretKeyRef) (string, error) {
+		s, err := cs.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("reading Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+		}
+		v, ok := s.Data[ref.Key]
+		if !ok {
+			return "", fmt.Errorf("Secret %s/%s has no key %q", ref.Namespace, ref.Name, ref.Key)
+		}
+		return string(v), nil
+	}
+}
+
+func buildApp(ctx context.Context, cfg *config.Config, a config.App, read secretKey) (bootstrap.App, error) {
 	v := cfg.Vault
 	app := bootstrap.App{Name: a.Name, Namespace: a.Namespace, ServiceAccount: a.ServiceAccount,
-		Policy: a.PolicyName(), Role: a.RoleName()}
+		Policy: a.PolicyName(), Role: a.RoleName(), SkipNetworkPolicies: !a.ManagesNetworkPolicies()}
 	for _, v := range a.VaultAccess {
 		app.ReadPaths = append(app.ReadPaths, v.Path())
 	}
+	for _, p := range a.KVReadPaths {
+		app.ReadPaths = append(app.ReadPaths, v.KVMount+"/data/"+p)
+	}
 	for _, s := range a.Secrets {
-		sec := bootstrap.Secret{Name: s.Name, Path: a.KVPath(v.KVMount, s.Name), Literal: s.Data,
-			Imported: map[string]string{}, Generate: map[string]func() (string, error){}}
-		for key, file := range s.FromFile {
-			b, err := os.ReadFile(file)
-			if err != nil {
-				return app, fmt.Errorf("secrets %s, fromFile %s: %w", s.Name, key, err)
-			}
-			sec.Imported[key] = strings.TrimRight(string(b), "\r\n")
-		}
-		for key, g := range s.Generate {
-			sec.Generate[key] = func() (string, error) { return config.Generate(g) }
+		sec, err := buildSecret(ctx, a, s, v.KVMount, read)
+		if err != nil {
+			return app, err
 		}
 		app.Secrets = append(app.Secrets, sec)
 	}
@@ -243,6 +259,31 @@ func buildApp(cfg *config.Config, a config.App) (bootstrap.App, error) {
 		app.Database = db
 	}
 	return app, nil
+}
+
+// buildSecret reads the values a secret imports: files and Kubernetes
+// Secrets.
+func buildSecret(ctx context.Context, a config.App, s config.Secret, kvMount string, read secretKey) (bootstrap.Secret, error) {
+	sec := bootstrap.Secret{Name: s.Name, Path: a.KVPath(kvMount, s.Name), Literal: s.Data,
+		Imported: map[string]string{}, Generate: map[string]func() (string, error){}}
+	for key, file := range s.FromFile {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return sec, fmt.Errorf("secrets %s, fromFile %s: %w", s.Name, key, err)
+		}
+		sec.Imported[key] = strings.TrimRight(string(b), "\r\n")
+	}
+	for key, ref := range s.FromSecret {
+		val, err := read(ctx, ref)
+		if err != nil {
+			return sec, fmt.Errorf("secrets %s, fromSecret %s: %w", s.Name, key, err)
+		}
+		sec.Imported[key] = val
+	}
+	for key, g := range s.Generate {
+		sec.Generate[key] = func() (string, error) { return config.Generate(g) }
+	}
+	return sec, nil
 }
 
 func database(cfg *config.Config, a config.App) (*bootstrap.Database, error) {

@@ -8,8 +8,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-
-	"github.com/blinkchamber/blinkchamber/pkg/bootstrap/config"
 )
 
 // TestChartPrereqs: the bootstrap config of each environment lists what it
@@ -51,22 +49,6 @@ func TestChartPrereqs(t *testing.T) {
 			checkPrereqRules(t, objs, want)
 		})
 	}
-}
-
-func bootstrapConfig(t *testing.T, objs []*unstructured.Unstructured) *config.Config {
-	t.Helper()
-	for _, o := range objs {
-		if o.GetKind() == "ConfigMap" && o.GetName() == "bc-bootstrap-config" {
-			data, _, _ := unstructured.NestedString(o.Object, "data", "blinkchamber.yaml")
-			cfg, err := config.Parse([]byte(data))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return cfg
-		}
-	}
-	t.Fatal("no bootstrap config rendered")
-	return nil
 }
 
 // checkPrereqRules: every "get" rule with resourceNames in the bootstrap's

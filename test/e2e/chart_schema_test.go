@@ -73,6 +73,11 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"cron schedule of one word", set("apps.vaultBackup.schedule", "daily"), "apps.vaultBackup.schedule", nil, nil},
 		{"port out of range", set("apps.networkPolicy.vault.port", 82000), "apps.networkPolicy.vault.port", nil, nil},
 		{"apps namespace not a name", set("apps.namespace", "Blinkchamber_Apps"), "apps.namespace", nil, nil},
+		{"onboarded app name not a DNS label", set("onboarding.apps", []any{map[string]any{"name": "Shop_1"}}), "onboarding.apps/0/name", nil, nil},
+		{"onboarded secret with no value source", set("onboarding.apps", []any{map[string]any{"name": "shop", "secrets": []any{map[string]any{"name": "db"}}}}), "onboarding.apps/0/secrets/0", []string{"generate", "fromSecret"}, nil},
+		{"fromSecret without the Secret's key", set("onboarding.apps", []any{map[string]any{"name": "shop", "secrets": []any{map[string]any{"name": "db",
+			"fromSecret": map[string]any{"token": map[string]any{"name": "shop-token"}}}}}}), "onboarding.apps/0/secrets/0/fromSecret/token", []string{"key"}, nil},
+		{"typo'd onboarding key", set("onboarding.apps", []any{map[string]any{"name": "shop", "namespce": "shop"}}), "namespce", []string{"/onboarding/apps/0"}, nil},
 		// The templates' checks: more than one value, or a rule a schema
 		// cannot say.
 		{"Shamir threshold above shares", set("vault.seal.shamir", map[string]any{"shares": 1, "threshold": 3}), "vault.seal.shamir.threshold", []string{"never be unsealed"}, nil},
@@ -80,6 +85,11 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"latest tag", set("apps.grafana.image.tag", "latest"), "apps.grafana.image.tag", []string{"latest is refused"}, nil},
 		{"reserved annotation", set("injector.podAnnotations", map[string]any{"prometheus.io/port": "1"}), "injector.podAnnotations", []string{"prometheus.io/port", "reserved"}, nil},
 		{"reserved label", set("apps.grafana.podLabels", map[string]any{"app.kubernetes.io/name": "x"}), "apps.grafana.podLabels", []string{"app.kubernetes.io/name"}, nil},
+		{"duplicate onboarded app", set("onboarding.apps", []any{map[string]any{"name": "shop"}, map[string]any{"name": "shop", "namespace": "shop2"}}),
+			"onboarding.apps[1].name", []string{"unique", "onboarding.apps[0]"}, nil},
+		{"onboarded app named as a stack app", edits(set("apps.grafana.enabled", true), set("onboarding.apps", []any{map[string]any{"name": "grafana"}})),
+			"onboarding.apps[0].name", []string{"app stack"}, nil},
+		{"KV mount reserved by Vault", set("apps.kvMount", "sys"), "apps.kvMount", []string{"reserved"}, nil},
 		{"backups without raft", set("apps.vaultBackup.enabled", true), "apps.vaultBackup.enabled", []string{"raft"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

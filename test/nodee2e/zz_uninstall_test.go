@@ -40,7 +40,8 @@ func TestUninstallKeepsVaultData(t *testing.T) {
 	defer cancel()
 	const probe = "blinkchamber-apps/uninstall/probe"
 	value := rand.Text()
-	vc := vaultClient(t, ctx)
+	vc, err := st.Vault(ctx)
+	must(t, err)
 	if _, err := vc.KVv2("secret").Put(ctx, probe, map[string]any{"value": value}); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,9 @@ func TestUninstallKeepsVaultData(t *testing.T) {
 	}
 	// A client of the reinstalled Vault (its Service is new), with the
 	// kept root token.
-	got, err := vaultClient(t, ctx).KVv2("secret").Get(ctx, probe)
+	vc, err = st.Vault(ctx)
+	must(t, err)
+	got, err := vc.KVv2("secret").Get(ctx, probe)
 	if err != nil {
 		t.Fatalf("reading %s after the reinstall: %v", probe, err)
 	}

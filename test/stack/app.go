@@ -40,6 +40,9 @@ func (s *Stack) Config(ctx context.Context, apps ...map[string]any) (string, err
 		return "", err
 	}
 	cfg["vault"].(map[string]any)["address"] = addr
+	// The CLI's apps are the engineer's, not the release's: a prune by the
+	// chart's bootstrap Job must not remove them.
+	cfg["owner"] = "platform-cli"
 	list, _ := cfg["apps"].([]any)
 	for _, a := range apps {
 		list = append(list, a)

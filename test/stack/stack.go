@@ -15,14 +15,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	"helm.sh/helm/v4/pkg/action"
 	chartutil "helm.sh/helm/v4/pkg/chart/common/util"
-	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/kube"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -30,7 +28,6 @@ import (
 	product "github.com/blinkchamber/blinkchamber/pkg/images"
 	"github.com/blinkchamber/blinkchamber/test/images"
 	"github.com/blinkchamber/blinkchamber/test/node"
-	"github.com/blinkchamber/blinkchamber/test/toolchain"
 )
 
 // Names of the release the stack installs.
@@ -190,11 +187,7 @@ func cloneValues(v map[string]any) map[string]any {
 }
 
 func (s *Stack) helmInstall(ctx context.Context) error {
-	repo, err := toolchain.RepoRoot()
-	if err != nil {
-		return err
-	}
-	ch, err := loader.Load(filepath.Join(repo, "charts", "blinkchamber"))
+	ch, err := loadChart()
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,16 @@ type Config struct {
 	Apps        []App       `json:"apps,omitempty"`
 	// Prerequisites are looked for before anything is changed.
 	Prerequisites []Prerequisite `json:"prerequisites,omitempty"`
+	// Owner names whoever keeps this config (the chart's bootstrap Job, a
+	// platform team's CLI config). Bootstrap records each app it provisions
+	// under its owner, so that two configs provisioning one Vault never
+	// prune each other's apps.
+	Owner string `json:"owner"`
+	// Prune removes from Vault what bootstrap provisioned for an app that
+	// was recorded under Owner and that the config no longer lists: its
+	// policy, role, secrets and database roles. Off, they are kept and the
+	// plan lists them: removing an entry by mistake never deletes a secret.
+	Prune bool `json:"prune,omitempty"`
 }
 
 // Vault is the Vault server bootstrap provisions.
@@ -238,7 +248,19 @@ type App struct {
 	// app's own secrets; a closed list, so a config cannot widen a policy
 	// to arbitrary paths.
 	VaultAccess []VaultAccess `json:"vaultAccess,omitempty"`
+	// KVReadPaths are paths inside the KV mount the app may also read, such
+	// as shared/tls/* (a trailing * matches every path under it): secrets
+	// that several apps share. They stay inside the KV mount.
+	KVReadPaths []string `json:"kvReadPaths,omitempty"`
+	// NetworkPolicies, unless false, puts a default-deny NetworkPolicy in
+	// the app's namespace, plus egress to DNS and Vault. Set it false for a
+	// namespace whose workloads need other flows.
+	NetworkPolicies *bool `json:"networkPolicies,omitempty"`
 }
+
+// ManagesNetworkPolicies reports whether bootstrap puts its NetworkPolicies
+// in the app's namespace (the default).
+func (a App) ManagesNetworkPolicies() bool { return a.NetworkPolicies == nil || *a.NetworkPolicies }
 
 // VaultAccess is a Vault system endpoint an app may read.
 type VaultAccess string
@@ -289,7 +311,7 @@ func (a App) PolicyName() string { return "blinkchamber-" + a.Namespace + "-" + 
 func (a App) RoleName() string { return a.ServiceAccount }
 
 // Secret is one KV v2 secret of an app. Each key comes from exactly one of
-// Data, Generate and FromFile.
+// Data, Generate, FromFile and FromSecret.
 type Secret struct {
 	Name string `json:"name"`
 	// Data holds literal, non-secret values.
@@ -300,6 +322,19 @@ type Secret struct {
 	// FromFile maps a key to a local file whose content (trailing newline
 	// trimmed) is imported.
 	FromFile map[string]string `json:"fromFile,omitempty"`
+	// FromSecret maps a key to one key of an existing Kubernetes Secret,
+	// whose value is imported (and re-imported when it changes). A value
+	// someone provides belongs in a Secret, not in this config: the config
+	// is a ConfigMap or a file that many can read, and Helm keeps a
+	// release's values in every revision.
+	FromSecret map[string]SecretKeyRef `json:"fromSecret,omitempty"`
+}
+
+// SecretKeyRef names one key of a Kubernetes Secret.
+type SecretKeyRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Key       string `json:"key"`
 }
 
 // Keys lists every key of the secret, sorted.
@@ -312,6 +347,9 @@ func (s Secret) Keys() []string {
 		keys = append(keys, k)
 	}
 	for k := range s.FromFile {
+		keys = append(keys, k)
+	}
+	for k := range s.FromSecret {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)

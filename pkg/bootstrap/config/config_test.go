@@ -149,6 +149,8 @@ func TestParseValid(t *testing.T) {
 			"e": map[string]any{"length": 8}})}},
 		{"creation statements", []edit{set("apps.0.postgres.roles.0.creationStatements", `CREATE ROLE "{{name}}" LOGIN PASSWORD '{{password}}';`)}},
 		{"vault access", []edit{set("apps.0.vaultAccess", []any{"metrics", "raft-snapshot"})}},
+		{"onboarding keys", []edit{set("owner", "platform-team"), set("prune", true), set("apps.0.kvReadPaths", []any{"shared/tls/*", "shared/ca"}),
+			set("apps.0.networkPolicies", false), set("apps.0.secrets.0.fromSecret", map[string]any{"api-key": map[string]any{"namespace": "ops", "name": "vendor", "key": "api-key"}})}},
 		{"no apps", []edit{set("apps", del)}},
 		{"empty document parts left to defaults", []edit{set("vault.kubernetesAuth", nil)}},
 	}
@@ -173,7 +175,12 @@ func TestParseInvalid(t *testing.T) {
 	}{
 		{"environment missing", []edit{set("environment", del)}, "environment", "Required"},
 		{"environment unknown", []edit{set("environment", "prod")}, "environment", `Unsupported value: "prod"`},
-		{"unknown top-level key", []edit{set("vualt", map[string]any{})}, "vualt", "unknown key; known keys are apps, environment, prerequisites, vault"},
+		{"unknown top-level key", []edit{set("vualt", map[string]any{})}, "vualt", "unknown key; known keys are apps, environment, owner, prerequisites, prune, vault"},
+		{"owner not a name", []edit{set("owner", "Platform Team")}, "owner", "lower-case letters"},
+		{"owner empty", []edit{set("owner", "")}, "owner", "Required"},
+		{"KV read path leaving the mount", []edit{set("apps.0.kvReadPaths", []any{"shared/*", "../sys"})}, "apps[0].kvReadPaths[1]", "inside the KV mount"},
+		{"fromSecret without a key", []edit{set("apps.0.secrets.0.fromSecret", map[string]any{"token": map[string]any{"namespace": "ops", "name": "t"}})}, "apps[0].secrets[0].fromSecret[token].key", "Required"},
+		{"fromSecret key also generated", []edit{set("apps.0.secrets.0.fromSecret", map[string]any{"password": map[string]any{"namespace": "ops", "name": "t", "key": "pw"}})}, "apps[0].secrets[0].fromSecret[password]", "also in generate"},
 		{"unknown nested key", []edit{set("vault.seal.shamir.treshold", 3)}, "vault.seal.shamir.treshold", "unknown key"},
 		{"unknown key in a list item", []edit{set("apps.0.secret", 1)}, "apps[0].secret", "unknown key"},
 		{"vault access outside the list", []edit{set("apps.0.vaultAccess", []any{"metrics", "sys/raw"})}, "apps[0].vaultAccess[1]", `Unsupported value: "sys/raw": supported values: "metrics", "raft-snapshot"`},
@@ -416,6 +423,7 @@ apps:
 				Roles:      []PostgresRole{{Name: "r", DefaultTTL: Duration{time.Hour}, MaxTTL: Duration{24 * time.Hour}}},
 			},
 		}},
+		Owner: DefaultOwner,
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("got  %+v\nwant %+v", *c, want)

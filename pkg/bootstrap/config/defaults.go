@@ -29,6 +29,7 @@ const (
 	DefaultSSLMode                = SSLDisable
 	DefaultRoleTTL                = time.Hour
 	DefaultRoleMaxTTL             = 24 * time.Hour
+	DefaultOwner                  = "blinkchamber"
 )
 
 // Each type with defaults decodes into a copy of itself pre-filled with
@@ -56,7 +57,7 @@ func decodeObject(data []byte, dst any) (map[string]bool, error) {
 	return given, dec.Decode(dst)
 }
 
-func defaultConfig() Config { return Config{Vault: defaultVault()} }
+func defaultConfig() Config { return Config{Vault: defaultVault(), Owner: DefaultOwner} }
 
 func defaultVault() Vault {
 	return Vault{

@@ -47,6 +47,12 @@ func (c *Config) Validate() field.ErrorList {
 		errs = append(errs, field.NotSupported(field.NewPath("environment"), env, []Environment{Development, Staging, Production}))
 	}
 	errs = append(errs, c.Vault.validate(field.NewPath("vault"), env)...)
+	if op := field.NewPath("owner"); c.Owner == "" {
+		errs = append(errs, field.Required(op, "who keeps this config, such as platform-team"))
+	} else if len(c.Owner) > maxNameLength || !secretNameRE.MatchString(c.Owner) {
+		errs = append(errs, field.Invalid(op, c.Owner, fmt.Sprintf(
+			"must be lower-case letters, digits, '-', '_' or '.', start and end with a letter or digit, at most %d characters", maxNameLength)))
+	}
 	errs = append(errs, validateApps(field.NewPath("apps"), c.Apps, c.Vault.KubernetesAuth)...)
 	errs = append(errs, validatePrerequisites(field.NewPath("prerequisites"), c.Prerequisites)...)
 	return errs
@@ -286,7 +292,27 @@ func (a *App) validate(p *field.Path, i int, apps []App, st *appsState, auth Kub
 			errs = append(errs, field.NotSupported(p.Child("vaultAccess").Index(j), v, supported))
 		}
 	}
+	for j, kp := range a.KVReadPaths {
+		errs = append(errs, validateKVReadPath(p.Child("kvReadPaths").Index(j), kp)...)
+	}
 	return errs
+}
+
+// validateKVReadPath checks a path inside the KV mount: segments of
+// letters, digits, '-', '_' and '.', optionally ending in "/*" or "*", and
+// no way out of the mount ("..", a leading "/", Vault's "+" wildcard).
+func validateKVReadPath(p *field.Path, v string) field.ErrorList {
+	base := strings.TrimSuffix(v, "*")
+	base = strings.TrimSuffix(base, "/")
+	ok := base != "" && len(v) <= maxNameLength
+	for _, seg := range strings.Split(base, "/") {
+		ok = ok && vaultNameRE.MatchString(seg) && seg != ".." && seg != "."
+	}
+	if !ok {
+		return field.ErrorList{field.Invalid(p, v, fmt.Sprintf(
+			"must be a path inside the KV mount such as shared/tls or shared/*: segments of letters, digits, '-', '_' or '.' separated by '/', optionally ending in *, at most %d characters", maxNameLength))}
+	}
+	return nil
 }
 
 // validateServiceAccount checks the ServiceAccount, which also names the
@@ -325,7 +351,7 @@ func (s *Secret) validate(p *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(kp, key, msg))
 		}
 		if first, dup := source[key]; dup {
-			errs = append(errs, field.Forbidden(kp, fmt.Sprintf("key %q is also in %s; each key comes from one of data, generate, fromFile", key, first)))
+			errs = append(errs, field.Forbidden(kp, fmt.Sprintf("key %q is also in %s; each key comes from one of data, generate, fromFile, fromSecret", key, first)))
 			return
 		}
 		source[key] = from
@@ -344,8 +370,24 @@ func (s *Secret) validate(p *field.Path) field.ErrorList {
 		add("fromFile", k)
 		errs = append(errs, validateFile(p.Child("fromFile").Key(k), s.FromFile[k], true)...)
 	}
+	for _, k := range sortedKeys(s.FromSecret) {
+		add("fromSecret", k)
+		errs = append(errs, s.FromSecret[k].validate(p.Child("fromSecret").Key(k))...)
+	}
 	if len(source) == 0 {
-		errs = append(errs, field.Required(p, "at least one key in data, generate or fromFile"))
+		errs = append(errs, field.Required(p, "at least one key in data, generate, fromFile or fromSecret"))
+	}
+	return errs
+}
+
+func (r SecretKeyRef) validate(p *field.Path) field.ErrorList {
+	errs := validateDNSLabel(p.Child("namespace"), r.Namespace)
+	errs = append(errs, validateDNSSubdomain(p.Child("name"), r.Name)...)
+	if r.Key == "" {
+		return append(errs, field.Required(p.Child("key"), "a key of the Secret's data"))
+	}
+	for _, msg := range validation.IsConfigMapKey(r.Key) {
+		errs = append(errs, field.Invalid(p.Child("key"), r.Key, msg))
 	}
 	return errs
 }
