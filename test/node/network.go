@@ -1,10 +1,13 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // The node's addresses. The node lives in a network namespace of its own,
@@ -79,6 +82,9 @@ func (c *Cluster) startNetwork() error {
 		return err
 	}
 	c.netns = fmt.Sprintf("/proc/%d/ns/net", holder.cmd.Process.Pid)
+	if err := waitNewNetns(c.netns); err != nil {
+		return err
+	}
 	c.st.Link = hostLink
 	if err := c.st.save(); err != nil {
 		return err
@@ -119,4 +125,25 @@ func (c *Cluster) startNetwork() error {
 // inNodeArgv wraps argv so that it runs in the node's network namespace.
 func (c *Cluster) inNodeArgv(argv ...string) []string {
 	return append([]string{"nsenter", "--net=" + c.netns, "--"}, argv...)
+}
+
+// waitNewNetns waits until the holder has left the host's network
+// namespace: unshare(1) is started, not yet unshared, when exec returns,
+// and a veth peer moved into its pid before then lands on the host (seen
+// as "File exists" for eth0 on a loaded machine).
+func waitNewNetns(holder string) error {
+	host, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		ns, err := os.Readlink(holder)
+		if err != nil {
+			return fmt.Errorf("the node's network namespace holder: %w", err)
+		}
+		if ns != host {
+			return nil
+		}
+	}
+	return errors.New("the node's network namespace holder did not leave the host's namespace in 10s")
 }
